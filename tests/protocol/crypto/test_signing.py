@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import pickle
 
+import nacl.bindings as sodium
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
@@ -169,8 +170,6 @@ def test_public_key_refuses_bad_small_order_and_non_canonical_keys(
 
 
 def test_public_key_refuses_an_honest_key_plus_a_torsion_point_as_mixed_order() -> None:
-    import nacl.bindings as sodium  # noqa: PLC0415 -- only this test builds points
-
     honest = SigningKey.from_seed(SEED).public_key.raw
     mixed = sodium.crypto_core_ed25519_add(honest, ORDER_8)
     with pytest.raises(CryptoError) as caught:
