@@ -58,8 +58,8 @@ sim: install
 	$(PY) -m cybermesh.protocol.consensus.sim.run --seeds $(SEEDS)
 
 lock:
-	cd requirements && ../$(VENV)/bin/pip-compile -q --strip-extras --no-header --allow-unsafe -o base.txt base.in
-	cd requirements && ../$(VENV)/bin/pip-compile -q --strip-extras --no-header --allow-unsafe -o test.txt test.in
+	cd requirements && ../$(VENV)/bin/pip-compile -q --strip-extras --no-header --no-emit-index-url --no-emit-find-links --allow-unsafe -o base.txt base.in
+	cd requirements && ../$(VENV)/bin/pip-compile -q --strip-extras --no-header --no-emit-index-url --no-emit-find-links --allow-unsafe -o test.txt test.in
 
 clean:
 	rm -rf $(VENV) var .demo .cluster

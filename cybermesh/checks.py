@@ -16,6 +16,9 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, register
 
+from cybermesh.protocol.genesis import GenesisError
+from cybermesh.topology import configured_genesis
+
 NODE_TYPES = ("validator", "observer")
 
 
@@ -42,14 +45,11 @@ def check_topology(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             errors.append(Error("QUORUM_SIZE is set but CLUSTER_TOPOLOGY names no genesis "
                                 "file to check it against", id="cybermesh.E002"))
         return errors
-    from cybermesh.protocol.genesis import GenesisError
-    from cybermesh.topology import configured_genesis
-
     try:
         genesis = configured_genesis(settings.CLUSTER_TOPOLOGY)
     except GenesisError as error:
         return errors + [Error(problem, id="cybermesh.E003") for problem in error.problems]
-    if settings.QUORUM_SIZE and settings.QUORUM_SIZE != genesis.quorum_size:
+    if settings.QUORUM_SIZE and genesis.quorum_size != settings.QUORUM_SIZE:
         math = genesis.validator_set.quorum
         errors.append(Error(
             f"QUORUM_SIZE={settings.QUORUM_SIZE} contradicts the validator set: total power "

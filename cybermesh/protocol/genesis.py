@@ -125,37 +125,31 @@ def _validator_problems(index: int, entry: Any) -> tuple[list[str], Validator | 
         problems.append(f"{where}: {error}")
     if problems:
         return problems, None
-    return [], Validator(validator_id=validator_id, public_key=public_key, power=power,
-                         address=address)
+    return [], Validator(validator_id=str(validator_id), public_key=public_key,
+                         power=int(str(power)), address=str(address))
 
 
-def parse_genesis(text: str | bytes) -> Genesis:
-    """Parse and validate genesis JSON; raise ``GenesisError`` listing every problem."""
-    if len(text) > MAX_GENESIS_BYTES:
-        raise GenesisError([f"genesis is larger than {MAX_GENESIS_BYTES} bytes"])
-    try:
-        data = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise GenesisError([f"genesis is not valid JSON: {error}"]) from None
-    if not isinstance(data, dict):
-        raise GenesisError(["genesis must be a JSON object"])
-    problems: list[str] = []
+def _header(data: dict[str, Any], problems: list[str]) -> tuple[str, int, int]:
     chain_id = data.get("chain_id")
     if not isinstance(chain_id, str) or not _CHAIN_ID.match(chain_id):
         problems.append("chain_id must be 1-64 lowercase letters, digits, '.', '_' or '-'")
+        chain_id = ""
     genesis_time_ms = data.get("genesis_time_ms", 0)
     if not isinstance(genesis_time_ms, int) or genesis_time_ms < 0:
         problems.append("genesis_time_ms must be a non-negative integer")
+        genesis_time_ms = 0
     min_fault_tolerance = data.get("min_fault_tolerance", 1)
     if not isinstance(min_fault_tolerance, int) or min_fault_tolerance < 0:
         problems.append("min_fault_tolerance must be a non-negative integer")
         min_fault_tolerance = 1
+    return chain_id, genesis_time_ms, min_fault_tolerance
 
-    raw_validators = data.get("validators")
-    validators: list[Validator] = []
+
+def _validators(raw_validators: Any, problems: list[str]) -> list[Validator]:
     if not isinstance(raw_validators, list) or not raw_validators:
         problems.append("validators must be a non-empty list")
-        raw_validators = []
+        return []
+    validators: list[Validator] = []
     for index, entry in enumerate(raw_validators):
         entry_problems, validator = _validator_problems(index, entry)
         problems.extend(entry_problems)
@@ -171,19 +165,36 @@ def parse_genesis(text: str | bytes) -> Genesis:
             problems.append(f"validators {seen_keys[validator.public_key]!r} and "
                             f"{validator.validator_id!r} share one public key")
         seen_keys.setdefault(validator.public_key, validator.validator_id)
+    return validators
 
-    raw_consensus = data.get("consensus", {})
-    consensus = ConsensusParameters()
+
+def _consensus(raw_consensus: Any, problems: list[str]) -> ConsensusParameters:
     if not isinstance(raw_consensus, dict):
         problems.append("consensus must be an object")
-    else:
-        unknown = sorted(set(raw_consensus) - set(ConsensusParameters.__dataclass_fields__))
-        if unknown:
-            problems.append(f"consensus has unknown parameters: {', '.join(unknown)}")
-        else:
-            consensus = ConsensusParameters(**raw_consensus)
-            problems.extend(consensus.problems())
+        return ConsensusParameters()
+    unknown = sorted(set(raw_consensus) - set(ConsensusParameters.__dataclass_fields__))
+    if unknown:
+        problems.append(f"consensus has unknown parameters: {', '.join(unknown)}")
+        return ConsensusParameters()
+    consensus = ConsensusParameters(**raw_consensus)
+    problems.extend(consensus.problems())
+    return consensus
 
+
+def parse_genesis(text: str | bytes) -> Genesis:
+    """Parse and validate genesis JSON; raise ``GenesisError`` listing every problem."""
+    if len(text) > MAX_GENESIS_BYTES:
+        raise GenesisError([f"genesis is larger than {MAX_GENESIS_BYTES} bytes"])
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise GenesisError([f"genesis is not valid JSON: {error}"]) from None
+    if not isinstance(data, dict):
+        raise GenesisError(["genesis must be a JSON object"])
+    problems: list[str] = []
+    chain_id, genesis_time_ms, min_fault_tolerance = _header(data, problems)
+    validators = _validators(data.get("validators"), problems)
+    consensus = _consensus(data.get("consensus", {}), problems)
     if validators and not problems:
         math = quorum_math(sum(v.power for v in validators))
         if math.max_faulty_power < min_fault_tolerance:
@@ -193,7 +204,6 @@ def parse_genesis(text: str | bytes) -> Genesis:
                 f"{min_fault_tolerance} (f >= 1 needs at least 4 validators of equal power)")
     if problems:
         raise GenesisError(problems)
-    assert isinstance(chain_id, str)
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
     return Genesis(
         chain_id=chain_id,
