@@ -22,6 +22,7 @@ class CryptoErrorReason(enum.Enum):
     BAD_NONCE_LENGTH = "bad_nonce_length"
     UNKNOWN_KEY_ID = "unknown_key_id"
     DECRYPTION_FAILED = "decryption_failed"
+    BAD_SEALED_BOX = "bad_sealed_box"
 
 
 class CryptoError(Exception):
