@@ -104,6 +104,11 @@ INSTALLED_APPS = [
     "channels",
     "cybermesh.apps.CyberMeshConfig",
     "apps.audit",
+    "apps.keys",
+    "apps.validators",
+    "apps.ledger",
+    "apps.state",
+    "apps.evidence",
     "apps.api",
 ]
 
