@@ -20,6 +20,7 @@ set +a
 export LOG_FORMAT=${LOG_FORMAT:-console}
 
 "$PY" manage.py migrate --noinput -v 0
+"$PY" manage.py collectstatic --noinput -v 0
 "$PY" manage.py demo_admin --password-file "$DEMO/admin-password" >/dev/null
 
 cat <<TXT
