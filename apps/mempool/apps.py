@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class MempoolConfig(AppConfig):
+    name = "apps.mempool"
+    label = "mempool"
+    verbose_name = "Mempool (admitted, not yet committed transactions)"
+    default_auto_field = "django.db.models.BigAutoField"
