@@ -13,13 +13,14 @@ from pathlib import Path
 import environ
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-env = environ.Env()
+# Any key can also be given as <KEY>_FILE naming a file that holds the value (Docker secrets).
+env = environ.FileAwareEnv()
 
 # --- Mode -------------------------------------------------------------------------------
 CYBERMESH_ENV = env.str("CYBERMESH_ENV", default="development")
 PRODUCTION = CYBERMESH_ENV == "production"
 DEVELOPMENT_SECRET_KEY = "insecure-development-key-do-not-use-in-production"  # noqa: S105
-SECRET_KEY = env.str("SECRET_KEY", default=DEVELOPMENT_SECRET_KEY)
+SECRET_KEY = env.str("SECRET_KEY", default=DEVELOPMENT_SECRET_KEY).strip()
 DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[] if PRODUCTION else ["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
@@ -74,7 +75,7 @@ KAFKA_BOOTSTRAP_SERVERS = env.str("KAFKA_BOOTSTRAP_SERVERS", default="")
 KAFKA_SECURITY_PROTOCOL = env.str("KAFKA_SECURITY_PROTOCOL", default="PLAINTEXT")
 KAFKA_SASL_MECHANISM = env.str("KAFKA_SASL_MECHANISM", default="")
 KAFKA_SASL_USERNAME = env.str("KAFKA_SASL_USERNAME", default="")
-KAFKA_SASL_PASSWORD = env.str("KAFKA_SASL_PASSWORD", default="")
+KAFKA_SASL_PASSWORD = env.str("KAFKA_SASL_PASSWORD", default="").strip()
 KAFKA_SSL_CA_LOCATION = env.str("KAFKA_SSL_CA_LOCATION", default="")
 KAFKA_SSL_CERTIFICATE_LOCATION = env.str("KAFKA_SSL_CERTIFICATE_LOCATION", default="")
 KAFKA_SSL_KEY_LOCATION = env.str("KAFKA_SSL_KEY_LOCATION", default="")
