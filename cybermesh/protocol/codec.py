@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import enum
 import struct
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "CborEncodable",
     "CborValue",
     "CodecError",
     "CodecErrorReason",
@@ -49,6 +51,21 @@ CborValue: TypeAlias = (
     | dict["CborValue", "CborValue"]
     | None
 )
+"""What :func:`decode` returns (arrays as ``list``, maps as ``dict``)."""
+
+CborEncodable: TypeAlias = (
+    bool
+    | int
+    | bytes
+    | bytearray
+    | memoryview
+    | str
+    | Sequence["CborEncodable"]
+    | Mapping[Any, "CborEncodable"]
+    | None
+)
+"""What :func:`encode` takes: ``CborValue`` widened to read-only (covariant) container types so
+that a ``dict[str, int]`` or ``list[bytes]`` type-checks. Map keys are checked at run time."""
 
 
 class CodecErrorReason(enum.Enum):
@@ -197,9 +214,33 @@ def _encode_scalar_subclass(value: object) -> bytes:
     raise CodecError(_R.UNSUPPORTED_TYPE, f"cannot encode {type(value).__name__}")
 
 
-def _encode_into(  # noqa: PLR0912 -- one flat type dispatch is the fast path
-    value: object, out: bytearray, depth_left: int
-) -> None:
+def _encode_array(value: Sequence[object], out: bytearray, depth_left: int) -> None:
+    if depth_left == 0:
+        raise CodecError(_R.TOO_DEEP, "nesting deeper than the encoder limit")
+    out += _head(0x80, len(value))
+    depth_left -= 1
+    for element in value:
+        _encode_into(element, out, depth_left)
+
+
+def _encode_map(value: Mapping[object, object], out: bytearray, depth_left: int) -> None:
+    if depth_left == 0:
+        raise CodecError(_R.TOO_DEEP, "nesting deeper than the encoder limit")
+    pairs = [(_encode_key(key), element) for key, element in value.items()]
+    pairs.sort(key=itemgetter(0))
+    out += _head(0xA0, len(pairs))
+    depth_left -= 1
+    previous = b""
+    for key_bytes, element in pairs:
+        if key_bytes == previous:
+            raise CodecError(_R.DUPLICATE_KEY, "two map keys encode to the same bytes")
+        previous = key_bytes
+        out += key_bytes
+        _encode_into(element, out, depth_left)
+
+
+def _encode_into(value: object, out: bytearray, depth_left: int) -> None:
+    # Exact-type checks first: they are the fast path and keep bool apart from int.
     value_type = type(value)
     if value_type is int:
         out += _encode_int(value)  # type: ignore[arg-type]
@@ -212,38 +253,28 @@ def _encode_into(  # noqa: PLR0912 -- one flat type dispatch is the fast path
         out += _TRUE if value else _FALSE
     elif value is None:
         out += _NULL
-    elif value_type is list or value_type is tuple:
-        if depth_left == 0:
-            raise CodecError(_R.TOO_DEEP, "nesting deeper than the encoder limit")
-        out += _head(0x80, len(value))  # type: ignore[arg-type]
-        depth_left -= 1
-        for element in value:  # type: ignore[attr-defined]
-            _encode_into(element, out, depth_left)
     elif value_type is dict:
-        if depth_left == 0:
-            raise CodecError(_R.TOO_DEEP, "nesting deeper than the encoder limit")
-        pairs = [(_encode_key(k), v) for k, v in value.items()]  # type: ignore[attr-defined]
-        pairs.sort(key=itemgetter(0))
-        out += _head(0xA0, len(pairs))
-        depth_left -= 1
-        previous = b""
-        for key_bytes, element in pairs:
-            if key_bytes == previous:
-                raise CodecError(_R.DUPLICATE_KEY, "two map keys encode to the same bytes")
-            previous = key_bytes
-            out += key_bytes
-            _encode_into(element, out, depth_left)
+        _encode_map(value, out, depth_left)  # type: ignore[arg-type]
+    elif value_type is list or value_type is tuple:
+        _encode_array(value, out, depth_left)  # type: ignore[arg-type]
     elif isinstance(value, float):
         raise CodecError(_R.FLOAT_NOT_ALLOWED, "floats are not part of the canonical encoding")
-    else:
+    elif isinstance(value, int | str | bytes | bytearray | memoryview):
         out += _encode_scalar_subclass(value)
+    elif isinstance(value, Mapping):
+        _encode_map(value, out, depth_left)
+    elif isinstance(value, Sequence):
+        _encode_array(value, out, depth_left)
+    else:
+        raise CodecError(_R.UNSUPPORTED_TYPE, f"cannot encode {value_type.__name__}")
 
 
-def encode(value: CborValue, *, max_depth: int = DEFAULT_LIMITS.max_depth) -> bytes:
+def encode(value: CborEncodable, *, max_depth: int = DEFAULT_LIMITS.max_depth) -> bytes:
     """Encode ``value`` in RFC 8949 core deterministic encoding.
 
-    Lists and tuples become arrays, dicts become maps with keys sorted by their encoded bytes.
-    Subclasses of int, str and bytes (IntEnum, StrEnum) encode as their plain value; floats,
+    Lists, tuples (and other sequences) become arrays, dicts (and other mappings) become maps
+    with keys sorted by their encoded bytes. Subclasses of int, str and bytes (IntEnum,
+    StrEnum) encode as their plain value; bytearray and memoryview as byte strings; floats,
     bignums outside the 64-bit range, lone surrogates, bool/null/container map keys and any
     other type raise :class:`CodecError`. ``max_depth`` (default: the decoder's default) keeps
     the encoder from producing what the default decoder refuses and stops reference cycles.

@@ -6,6 +6,7 @@ import enum
 import os
 import random
 import tracemalloc
+from types import MappingProxyType
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -173,6 +174,15 @@ def test_int_and_str_enum_members_encode_as_their_plain_values() -> None:
         COMMITS = "control.commits.v1"
 
     assert encode({Kind.VOTE: Topic.COMMITS}) == encode({7: "control.commits.v1"})  # type: ignore[dict-item]
+
+
+def test_other_mappings_and_sequences_encode_like_dict_and_list() -> None:
+    class Items(list[int]):
+        pass
+
+    assert encode(MappingProxyType({"b": 1, "a": 2})) == encode({"a": 2, "b": 1})
+    assert encode(Items([1, 2])) == encode(range(1, 3)) == encode([1, 2])
+    assert encode(bytearray(b"ab")) == encode(memoryview(b"ab")) == encode(b"ab")
 
 
 def test_bytearray_and_memoryview_inputs_decode_like_bytes() -> None:
