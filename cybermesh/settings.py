@@ -178,6 +178,13 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=102
 
 # --- Redis, channels, celery ------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
+REDIS_PASSWORD = env.str("REDIS_PASSWORD", default="").strip()
+if REDIS_URL and REDIS_PASSWORD:
+    # Kept out of the URL in the environment so the password can come from a secrets file.
+    from urllib.parse import quote
+
+    _scheme, _rest = REDIS_URL.split("://", 1)
+    REDIS_URL = f"{_scheme}://:{quote(REDIS_PASSWORD, safe='')}@{_rest.split('@')[-1]}"
 if REDIS_URL:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
                                   "CONFIG": {"hosts": [REDIS_URL]}}}

@@ -33,6 +33,9 @@ class Command(BaseCommand):
         parser.add_argument("--chain-id", default=DEFAULT_CHAIN_ID)
         parser.add_argument("--p2p-base-port", type=int, default=7000)
         parser.add_argument("--http-base-port", type=int, default=8000)
+        parser.add_argument("--address-template", default="127.0.0.1:{port}",
+                            help="peer address of validator i; {i} and {port} are filled in "
+                                 "(e.g. 'node-{i}-p2p:7000' for docker-compose)")
         parser.add_argument("--genesis-time-ms", type=int, default=0,
                             help="agreed genesis timestamp (unix ms); 0 for a local cluster")
         parser.add_argument("--allow-no-fault-tolerance", action="store_true",
@@ -60,7 +63,8 @@ class Command(BaseCommand):
             except KeyFileError as error:
                 raise CommandError(str(error)) from None
             p2p_port = options["p2p_base_port"] + index
-            validators.append((node_id, key.public_key.raw, 1, f"127.0.0.1:{p2p_port}"))
+            address = options["address_template"].format(i=index, port=p2p_port)
+            validators.append((node_id, key.public_key.raw, 1, address))
             env_lines = {
                 "NODE_ID": node_id,
                 "NODE_TYPE": "validator",

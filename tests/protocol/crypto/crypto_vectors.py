@@ -1,5 +1,5 @@
-"""Locate the public test vectors: shared/vectors beside the repository, or
-$CYBERMESH_VECTORS_DIR."""
+"""Locate the public test vectors: tests/vectors in the repository (a verbatim copy of the
+team's shared/vectors, checked by SHA256SUMS), or $CYBERMESH_VECTORS_DIR."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 def vectors_dir() -> Path:
     override = os.environ.get("CYBERMESH_VECTORS_DIR")
     candidates = [Path(override)] if override else []
-    candidates += [REPO_ROOT.parent / "shared" / "vectors", REPO_ROOT / "shared" / "vectors"]
+    candidates += [REPO_ROOT / "tests" / "vectors", REPO_ROOT.parent / "shared" / "vectors"]
     for candidate in candidates:
         if (candidate / "SHA256SUMS").is_file():
             return candidate
