@@ -3,7 +3,7 @@
 # Run once, from the repository root, before `docker compose up`. Refuses to overwrite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SECRETS=deploy/secrets
+SECRETS=${SECRETS_DIR:-deploy/secrets}
 PY=${PYTHON:-.venv/bin/python}
 umask 077
 if [ -e "$SECRETS/cluster/genesis.json" ]; then
