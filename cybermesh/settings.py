@@ -110,6 +110,7 @@ INSTALLED_APPS = [
     "apps.ledger",
     "apps.state",
     "apps.evidence",
+    "apps.mempool",
     "apps.api",
 ]
 
