@@ -20,6 +20,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from cybermesh.protocol.codec import CborValue
 from cybermesh.protocol.merkle.errors import MerkleError, MerkleErrorReason
 from cybermesh.protocol.merkle.sparse_hashing import (
     EMPTY_HASH,
@@ -54,10 +55,11 @@ class Proof:
     siblings: tuple[bytes, ...]
     leaf: ProofLeaf | None
 
-    def to_wire(self) -> dict[str, object]:
+    def to_wire(self) -> dict[CborValue, CborValue]:
         """Plain data for the canonical codec: ``{"siblings": [...], "leaf": [k, vh] | None}``."""
-        leaf = None if self.leaf is None else [self.leaf.key, self.leaf.value_hash]
-        return {"siblings": list(self.siblings), "leaf": leaf}
+        siblings: list[CborValue] = list(self.siblings)
+        leaf: CborValue = None if self.leaf is None else [self.leaf.key, self.leaf.value_hash]
+        return {"siblings": siblings, "leaf": leaf}
 
     @classmethod
     def from_wire(cls, data: object) -> Proof:

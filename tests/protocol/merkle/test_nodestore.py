@@ -73,7 +73,7 @@ def test_malformed_node_keys_are_refused(data: bytes) -> None:
 @given(nodes)
 def test_nodes_round_trip_through_canonical_cbor(node: object) -> None:
     wire = node_to_wire(node)  # type: ignore[arg-type]
-    assert node_from_wire(codec.decode(codec.encode(wire))) == node  # type: ignore[arg-type]
+    assert node_from_wire(codec.decode(codec.encode(wire))) == node
 
 
 @pytest.mark.parametrize(

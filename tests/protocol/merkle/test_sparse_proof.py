@@ -204,11 +204,11 @@ def test_proofs_round_trip_through_canonical_cbor(state: State) -> None:
     for key in (keys[0], absent_with_kind(tree, keys, empty=True),
                 absent_with_kind(tree, keys, empty=False)):
         value, proof = tree.get_with_proof(0, key)
-        encoded = codec.encode(proof.to_wire())  # type: ignore[arg-type]
+        encoded = codec.encode(proof.to_wire())
         decoded = Proof.from_wire(codec.decode(encoded))
         assert decoded == proof
         assert verify_proof(root0, key, value, decoded)
-        assert codec.encode(decoded.to_wire()) == encoded  # type: ignore[arg-type]
+        assert codec.encode(decoded.to_wire()) == encoded
 
 
 @pytest.mark.parametrize(

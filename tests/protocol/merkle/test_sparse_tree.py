@@ -67,7 +67,8 @@ values = st.binary(max_size=6)
 
 
 def apply_and_store(
-    store: InMemoryNodeStore, base: int | None, updates: dict[bytes, bytes | None], version: int
+    store: InMemoryNodeStore, base: int | None, updates: Mapping[bytes, bytes | None],
+    version: int,
 ) -> bytes:
     root, batch = SparseMerkleTree(store).apply(base, updates, version)
     store.write_batch(batch)

@@ -271,29 +271,30 @@ def test_consistency_verifier_refuses_every_corruption_of_a_published_proof(
     first: int, second: int, proof: list[bytes]
 ) -> None:
     root1, root2 = ROOTS[first], ROOTS[second]
+    assert verify_consistency(first, second, proof, root1, root2)
     cases = [
-        (first - 1, second, root1, root2, proof),
-        (first + 1, second, root1, root2, proof),
-        (first ^ 2, second, root1, root2, proof),
-        (first, second * 2, root1, root2, proof),
-        (first, second // 2, root1, root2, proof),
-        (first, second, b"WrongRoot", root2, proof),
-        (first, second, root1, b"WrongRoot", proof),
-        (first, second, root2, root1, proof),
-        (first, second, root1, root2, []),
-        (first, second, root1, root2, [*proof, b""]),
-        (first, second, root1, root2, [*proof, root1]),
-        (first, second, root1, root2, [*proof, root2]),
-        (first, second, root1, root2, [b"", *proof]),
-        (first, second, root1, root2, [root1, *proof]),
-        (first, second, root1, root2, [root2, *proof]),
-        (first, second, root1, root2, [proof[0], *proof]),
-        (first, second, root1, root2, proof[:-1]),
+        (first - 1, second, proof, root1, root2),
+        (first + 1, second, proof, root1, root2),
+        (first ^ 2, second, proof, root1, root2),
+        (first, second * 2, proof, root1, root2),
+        (first, second // 2, proof, root1, root2),
+        (first, second, proof, b"WrongRoot", root2),
+        (first, second, proof, root1, b"WrongRoot"),
+        (first, second, proof, root2, root1),
+        (first, second, [], root1, root2),
+        (first, second, [*proof, b""], root1, root2),
+        (first, second, [*proof, root1], root1, root2),
+        (first, second, [*proof, root2], root1, root2),
+        (first, second, [b"", *proof], root1, root2),
+        (first, second, [root1, *proof], root1, root2),
+        (first, second, [root2, *proof], root1, root2),
+        (first, second, [proof[0], *proof], root1, root2),
+        (first, second, proof[:-1], root1, root2),
     ]
     for position in range(len(proof)):
         wrong = list(proof)
         wrong[position] = flip_bit(wrong[position], 4)
-        cases.append((first, second, root1, root2, wrong))
+        cases.append((first, second, wrong, root1, root2))
     accepted = [case[:2] for case in cases if verify_consistency(*case)]
     assert accepted == []
 
