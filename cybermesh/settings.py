@@ -111,6 +111,7 @@ INSTALLED_APPS = [
     "apps.state",
     "apps.evidence",
     "apps.mempool",
+    "apps.node",
     "apps.api",
 ]
 

@@ -1,0 +1,44 @@
+"""What the consensus worker persists besides the ledger: its safety data and its status.
+
+Safety data is the double-sign guard: it is committed (fsynced by the database) BEFORE a vote
+or timeout leaves the node, so a restart can never sign twice for one view. Status is a
+one-row-per-node snapshot the web process reads to answer /api/v1/status/ without talking to
+the worker.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class SafetyRecord(models.Model):
+    node_id = models.CharField(max_length=64, primary_key=True)
+    epoch = models.BigIntegerField()
+    last_voted_view = models.BigIntegerField()
+    data = models.BinaryField(help_text="Canonical CBOR of protocol SafetyData")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "safety record"
+
+    def __str__(self) -> str:
+        return f"{self.node_id}: epoch {self.epoch}, last voted view {self.last_voted_view}"
+
+
+class NodeStatus(models.Model):
+    node_id = models.CharField(max_length=64, primary_key=True)
+    node_type = models.CharField(max_length=16)
+    epoch = models.BigIntegerField(default=0)
+    height = models.BigIntegerField(default=0)
+    view = models.BigIntegerField(default=0)
+    state_root = models.CharField(max_length=64, blank=True)
+    synced = models.BooleanField(default=False)
+    voting = models.BooleanField(default=False)
+    peers = models.JSONField(default=list)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "node status"
+
+    def __str__(self) -> str:
+        return f"{self.node_id} at height {self.height}, view {self.view}"
