@@ -36,9 +36,9 @@ class Figure:
 
     @property
     def ratio(self) -> float | None:
-        if self.ceiling_median in (None, 0):
+        if not self.ceiling_median:
             return None
-        return self.median / self.ceiling_median  # type: ignore[operator]
+        return self.median / self.ceiling_median
 
     def as_dict(self) -> dict[str, object]:
         data = asdict(self)
