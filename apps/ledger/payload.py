@@ -1,0 +1,54 @@
+"""A block payload as the ledger stores it: the canonical CBOR array of encoded transactions.
+
+This is the one place that turns payload bytes into transaction rows and back, and that
+computes a block's ``tx_root`` (RFC 9162 tree hash over the transaction ids in block order).
+:func:`describe_transaction` is the switch point to ``cybermesh.protocol.txs``: until every
+kind there decodes, a transaction is opaque bytes whose id is their SHA-256.
+
+A payload that is not exactly such an array is kept verbatim on the block row (see
+``Block.payload``) so the block id stays recomputable; it then yields no transaction rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from apps.ledger.records import TxRecord
+from cybermesh.protocol.codec import CodecError, DecodeLimits, decode, encode
+from cybermesh.protocol.crypto.hashing import sha256
+from cybermesh.protocol.merkle.transparency import tree_hash
+
+# A payload is capped by consensus (max_block_bytes, 2 MiB by default); decoding allows a
+# margin above that but stays bounded, as every input from outside must be.
+PAYLOAD_LIMITS = DecodeLimits(max_bytes=16 << 20, max_depth=2, max_items=1 << 20)
+OPAQUE_KIND = "opaque"
+
+
+def describe_transaction(index: int, encoded: bytes) -> TxRecord:
+    """The row of one transaction; its id is the SHA-256 of its canonical bytes."""
+    digest = sha256(encoded)
+    return TxRecord(index=index, tx_id=digest, kind=OPAQUE_KIND, encoded=encoded,
+                    content_hash=digest)
+
+
+def decode_payload(payload: bytes) -> tuple[TxRecord, ...] | None:
+    """The transactions of ``payload``, or ``None`` if it is not a canonical array of byte
+    strings (such a payload is stored verbatim and contributes no transaction rows)."""
+    try:
+        value = decode(payload, PAYLOAD_LIMITS)
+    except CodecError:
+        return None
+    if type(value) is not list or any(type(item) is not bytes for item in value):
+        return None
+    return tuple(describe_transaction(index, item)  # type: ignore[arg-type]
+                 for index, item in enumerate(value))
+
+
+def encode_payload(encoded_transactions: Iterable[bytes]) -> bytes:
+    """Inverse of :func:`decode_payload` for the rows of one block, in index order."""
+    return encode(list(encoded_transactions))
+
+
+def compute_tx_root(transactions: Sequence[TxRecord]) -> bytes:
+    """RFC 9162 Merkle tree hash over the transaction ids in block order."""
+    return tree_hash([record.tx_id for record in transactions])

@@ -1,0 +1,97 @@
+"""Plain values passed to the ledger's commit service (what a block's execution produced).
+
+The node runtime turns a committed block into a :class:`BlockExecution` (decoded transactions,
+state updates, evidence, validator changes, notifications) and hands it with the block and its
+QC to :func:`apps.ledger.services.commit_block`, which persists all of it in one transaction.
+These are frozen dataclasses so the service can be retried with the same input.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class TxRecord:
+    """One transaction of a block, as stored: its canonical bytes plus extracted columns."""
+
+    index: int
+    tx_id: bytes
+    kind: str
+    encoded: bytes
+    content_hash: bytes
+    producer_id: str = ""
+    created_at_ms: int | None = None
+    signature: bytes = b""
+    public_key: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class StateUpdate:
+    """Set ``(namespace, key)`` to ``value`` at the block's height (``None``: delete)."""
+
+    namespace: str
+    key: bytes
+    value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceRecord:
+    """Evidence recorded by a block (content-addressed by ``evidence_id``)."""
+
+    evidence_id: bytes
+    kind: str
+    offender_id: str
+    epoch: int
+    view: int
+    height: int
+    reporter_id: str
+    proof: bytes
+    signature: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatorUpdate:
+    """A validator's reputation (fixed-point basis points) and activity after the block."""
+
+    validator_id: str
+    reputation: int
+    active: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """A message for the outbox: Kafka topic, partition key, JSON payload (no floats)."""
+
+    topic: str
+    key: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class BlockExecution:
+    """Everything the executor derived from one block, for the commit to persist."""
+
+    state_updates: tuple[StateUpdate, ...] = ()
+    evidence: tuple[EvidenceRecord, ...] = ()
+    validator_updates: tuple[ValidatorUpdate, ...] = ()
+    notifications: tuple[Notification, ...] = ()
+
+
+EMPTY_EXECUTION = BlockExecution()
+
+
+class CommitStatus(enum.Enum):
+    COMMITTED = "committed"
+    ALREADY_COMMITTED = "already_committed"
+
+
+@dataclass(frozen=True, slots=True)
+class CommitOutcome:
+    height: int
+    block_hash: bytes
+    state_root: bytes
+    status: CommitStatus
+    attempts: int = field(default=1)
