@@ -1,0 +1,215 @@
+"""TLS 1.3 with mutual authentication, certificates bound to the validator keys.
+
+A validator's TLS certificate is a self-signed X.509 certificate whose subject public key *is*
+its Ed25519 validator key, so proving possession of the TLS key in the handshake
+(CertificateVerify) proves possession of the validator key. Certificates are deterministic
+(:func:`certificate_for`): the same key, id and address always give the same bytes, because
+Ed25519 signatures and DER are deterministic and every field is derived from the inputs:
+
+* subject = issuer = ``CN=<validator id>``;
+* serial = the first 128 bits (top bit cleared) of SHA-256 over the key, id and address;
+* validity 2024-01-01T00:00:00Z .. 9999-12-31T23:59:59Z (RFC 5280 4.1.2.5 "no well-defined
+  expiration"): keys rotate by validator-set change, not by certificate expiry;
+* SAN = the IP or DNS name of the validator's address; basic constraints CA:FALSE; key usage
+  digitalSignature; extended key usage serverAuth + clientAuth.
+
+Trust: a node trusts exactly the certificates of the current validator set. They are the only
+trust anchors of both SSL contexts (``cadata`` + ``VERIFY_X509_PARTIAL_CHAIN``), both sides
+require a certificate (``CERT_REQUIRED``), nothing below TLS 1.3 is offered or accepted, and
+hostname checks are off because identity is checked after the handshake, by key: the peer
+certificate's public key must be the validator set's key for the id the certificate names.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import ipaddress
+import os
+import ssl
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from apps.node.p2p.errors import P2PConfigError
+from cybermesh.protocol.crypto.signing import SigningKey
+from cybermesh.protocol.genesis import parse_address
+from cybermesh.protocol.validator_set import ValidatorSet
+
+CERT_NOT_BEFORE = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
+CERT_NOT_AFTER = datetime.datetime(9999, 12, 31, 23, 59, 59, tzinfo=datetime.UTC)
+MAX_COMMON_NAME = 64  # X.520 ub-common-name
+_SERIAL_DOMAIN = b"cybermesh/tls-serial/v1"
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateIdentity:
+    """What a certificate claims: the validator id (CN) and the raw Ed25519 public key."""
+
+    validator_id: str
+    public_key: bytes
+
+
+def _length_prefixed(*parts: bytes) -> bytes:
+    return b"".join(len(part).to_bytes(4, "big") + part for part in parts)
+
+
+def certificate_for(signing_key: SigningKey, validator_id: str, address: str) -> bytes:
+    """The deterministic PEM certificate of a validator (embed it in genesis as
+    ``validators[i].tls_certificate``). ``address`` is ``host:port`` as in genesis."""
+    if not validator_id or len(validator_id) > MAX_COMMON_NAME:
+        raise P2PConfigError(f"validator id must be 1..{MAX_COMMON_NAME} characters for a "
+                             f"certificate, got {len(validator_id)}")
+    host, _port = parse_address(address)
+    private_key = Ed25519PrivateKey.from_private_bytes(signing_key.seed)
+    public_raw = signing_key.public_key.raw
+    digest = hashlib.sha256(_SERIAL_DOMAIN + _length_prefixed(
+        public_raw, validator_id.encode(), address.encode())).digest()
+    serial = (int.from_bytes(digest[:16], "big") >> 1) | 1  # positive, nonzero, <= 16 bytes
+    try:
+        san: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        san = x509.DNSName(host)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, validator_id)])
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(private_key.public_key())
+        .serial_number(serial)
+        .not_valid_before(CERT_NOT_BEFORE)
+        .not_valid_after(CERT_NOT_AFTER)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(
+            digital_signature=True, content_commitment=False, key_encipherment=False,
+            data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
+            encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage(
+            [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(x509.SubjectAlternativeName([san]), critical=False)
+        .sign(private_key, None)
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM)
+
+
+def _identity_of(certificate: x509.Certificate) -> CertificateIdentity:
+    public_key = certificate.public_key()
+    if not isinstance(public_key, Ed25519PublicKey):
+        raise P2PConfigError("certificate key is not Ed25519")
+    names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if len(names) != 1 or not isinstance(names[0].value, str):
+        raise P2PConfigError("certificate subject must hold exactly one common name")
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return CertificateIdentity(validator_id=names[0].value, public_key=raw)
+
+
+def identity_from_pem(pem: bytes) -> CertificateIdentity:
+    """Parse a PEM certificate and return its claimed id and key; P2PConfigError if unusable."""
+    try:
+        certificate = x509.load_pem_x509_certificate(pem)
+    except ValueError as error:
+        raise P2PConfigError(f"not a PEM certificate: {error}") from None
+    return _identity_of(certificate)
+
+
+def identity_from_der(der: bytes) -> CertificateIdentity:
+    """The claimed id and key of a DER certificate (a TLS peer's); P2PConfigError if unusable."""
+    try:
+        certificate = x509.load_der_x509_certificate(der)
+    except ValueError as error:
+        raise P2PConfigError(f"not a DER certificate: {error}") from None
+    return _identity_of(certificate)
+
+
+def check_validator_certificates(validator_set: ValidatorSet,
+                                 certificates: Mapping[str, bytes]) -> dict[str, bytes]:
+    """Pick each validator's certificate and check it names that validator and holds its key.
+
+    Returns ``validator id -> PEM`` for exactly the validators of the set. A validator without
+    a certificate, or with one for another id or another key, is a configuration error: the
+    node would trust a key the validator set does not vouch for.
+    """
+    problems: list[str] = []
+    chosen: dict[str, bytes] = {}
+    for validator in validator_set:
+        pem = certificates.get(validator.validator_id)
+        if pem is None:
+            problems.append(f"validator {validator.validator_id!r} has no TLS certificate")
+            continue
+        try:
+            identity = identity_from_pem(pem)
+        except P2PConfigError as error:
+            problems.append(f"validator {validator.validator_id!r}: {error}")
+            continue
+        if identity.validator_id != validator.validator_id:
+            problems.append(f"validator {validator.validator_id!r}: certificate names "
+                            f"{identity.validator_id!r}")
+        elif identity.public_key != validator.public_key:
+            problems.append(f"validator {validator.validator_id!r}: certificate key is not the "
+                            "validator's key")
+        else:
+            chosen[validator.validator_id] = pem
+    if problems:
+        raise P2PConfigError("; ".join(problems))
+    return chosen
+
+
+def _load_identity(context: ssl.SSLContext, signing_key: SigningKey,
+                   certificate_pem: bytes) -> None:
+    """Load our certificate and key. ``ssl`` only reads keys from files, so the key goes to a
+    0600 file in a 0700 temporary directory, encrypted under a one-time random password, and
+    the file is deleted as soon as OpenSSL has read it: the plaintext key never touches disk."""
+    identity = identity_from_pem(certificate_pem)
+    if identity.public_key != signing_key.public_key.raw:
+        raise P2PConfigError("our TLS certificate does not hold our signing key")
+    password = os.urandom(32).hex().encode()
+    private_key = Ed25519PrivateKey.from_private_bytes(signing_key.seed)
+    encrypted = private_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(password))
+    with tempfile.TemporaryDirectory(prefix="cybermesh-tls-") as directory:
+        cert_path = Path(directory) / "cert.pem"
+        key_path = Path(directory) / "key.pem"
+        for path, data in ((cert_path, certificate_pem), (key_path, encrypted)):
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(data)
+        context.load_cert_chain(cert_path, key_path, password=password)
+
+
+def _context(purpose: int, signing_key: SigningKey, certificate_pem: bytes,
+             trusted_pems: Iterable[bytes]) -> ssl.SSLContext:
+    context = ssl.SSLContext(purpose)
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    context.check_hostname = False  # identity is checked by key after the handshake
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    anchors = "".join(pem.decode("ascii") for pem in trusted_pems)
+    if not anchors:
+        raise P2PConfigError("no trusted validator certificates")
+    context.load_verify_locations(cadata=anchors)
+    _load_identity(context, signing_key, certificate_pem)
+    return context
+
+
+@dataclass(frozen=True, slots=True)
+class TlsContexts:
+    server: ssl.SSLContext
+    client: ssl.SSLContext
+
+
+def build_contexts(signing_key: SigningKey, certificate_pem: bytes,
+                   trusted_pems: Iterable[bytes]) -> TlsContexts:
+    """Server and client contexts presenting ``certificate_pem`` and trusting ``trusted_pems``
+    (the validator set's certificates) and nothing else."""
+    trusted = tuple(trusted_pems)
+    server = _context(ssl.PROTOCOL_TLS_SERVER, signing_key, certificate_pem, trusted)
+    server.num_tickets = 0  # no resumption: every connection shows its certificate
+    client = _context(ssl.PROTOCOL_TLS_CLIENT, signing_key, certificate_pem, trusted)
+    return TlsContexts(server=server, client=client)

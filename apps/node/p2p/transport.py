@@ -1,0 +1,540 @@
+"""PeerNetwork: the full mesh of authenticated links between validators.
+
+One listener accepts peers; one dialler task per peer keeps a link to it, re-dialling with
+jittered exponential backoff. Both sides dial, and a pair keeps ONE link: the one dialled by
+the lower validator id (by string order). When a second authenticated link to the same peer
+appears, both ends apply the same rule, so they agree without talking: a link dialled by the
+lower id replaces one dialled by the higher id, a link from the same direction replaces the
+old one (the peer reconnected, so the old one is stale), and anything else is refused as
+``duplicate``.
+
+Received frames pass the frame checks (:mod:`framing`), the per-topic rate limit
+(:mod:`ratelimit`) and are handed, in order per peer, to ``on_message(peer_id, topic,
+payload)``. The runtime reports what it finds wrong with a payload through :meth:`penalize`
+and good payloads through :meth:`reward` (:mod:`scoring`). The injected ``clock`` drives
+scores, quarantines and rate limits; link liveness (pings, idle timeout, backoff) uses the
+event loop's own clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+import structlog
+
+from apps.node.p2p import metrics
+from apps.node.p2p.config import NetworkConfig
+from apps.node.p2p.control import (
+    PROTOCOL_VERSION,
+    Goodbye,
+    Hello,
+    Ping,
+    Pong,
+    decode_control,
+    encode_control,
+    topics_digest,
+)
+from apps.node.p2p.errors import HandshakeRefused, P2PConfigError, PenaltyReason, RefusalReason
+from apps.node.p2p.framing import FrameError, Topic, encode_frame, read_frame
+from apps.node.p2p.handshake import HandshakeSettings, exchange_hello, identify, refuse, start_tls
+from apps.node.p2p.link import Link
+from apps.node.p2p.ratelimit import Admission, RateLimiter
+from apps.node.p2p.scoring import PeerScores
+from apps.node.p2p.tls import TlsContexts, build_contexts, check_validator_certificates
+from cybermesh.protocol.crypto.signing import SigningKey
+from cybermesh.protocol.genesis import parse_address
+from cybermesh.protocol.validator_set import Validator, ValidatorSet
+
+logger = structlog.get_logger(__name__)
+_R = RefusalReason
+_CLOSE_TIMEOUT = 1.0
+_READ_ERRORS = (ConnectionError, OSError, asyncio.IncompleteReadError, EOFError)
+
+MessageHandler = Callable[[str, Topic, bytes], Awaitable[None]]
+QuarantineHandler = Callable[[str, PenaltyReason], None]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeIdentity:
+    validator_id: str
+    signing_key: SigningKey
+
+
+@dataclass(frozen=True, slots=True)
+class PeerStatus:
+    peer_id: str
+    address: str
+    connected: bool
+    score: float
+    quarantined_until: float | None
+    outbound: bool | None  # direction of the live link, None when not connected
+
+
+@dataclass(slots=True)
+class NetworkStats:
+    """Per-network counters (the Prometheus metrics are process-wide); tests read these."""
+
+    refused: Counter[RefusalReason] = field(default_factory=Counter)
+    penalties: Counter[PenaltyReason] = field(default_factory=Counter)
+    quarantines: Counter[PenaltyReason] = field(default_factory=Counter)
+    frames_received: Counter[Topic] = field(default_factory=Counter)
+    frames_sent: Counter[Topic] = field(default_factory=Counter)
+    rate_limited: Counter[Topic] = field(default_factory=Counter)
+    replies_exempted: Counter[Topic] = field(default_factory=Counter)
+    send_dropped: Counter[Topic] = field(default_factory=Counter)
+    callback_errors: int = 0
+
+
+@dataclass(slots=True)
+class _Peer:
+    validator: Validator
+    link: Link | None = None
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    dialler: asyncio.Task[None] | None = None
+    attempts: int = 0
+
+
+class PeerNetwork:
+    """Authenticated, encrypted full mesh to the validators of the current set."""
+
+    def __init__(self, config: NetworkConfig, identity: NodeIdentity,
+                 validator_set: ValidatorSet, certificates: Mapping[str, bytes],
+                 on_message: MessageHandler, *,
+                 on_quarantine: QuarantineHandler | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 rng: random.Random | None = None) -> None:
+        self._config = config
+        self._identity = identity
+        self._own_id = identity.validator_id
+        self._on_message = on_message
+        self._on_quarantine = on_quarantine
+        self._clock = clock
+        self._rng = rng or random.Random()  # noqa: S311 -- backoff jitter, not a secret
+        self._allowlist = config.allowlist()
+        self._caps = config.caps()
+        self._names = config.names()
+        self._hello = Hello(version=PROTOCOL_VERSION, chain_id=config.chain_id,
+                            validator_id=self._own_id, topics=topics_digest(self._names))
+        self._scores = PeerScores(config.scoring, clock)
+        self._limiter = RateLimiter(config.limits(), clock, max_credits=config.max_reply_credits)
+        self.stats = NetworkStats()
+        self._peers: dict[str, _Peer] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._server: asyncio.Server | None = None
+        self._handshakes = 0
+        self._running = False
+        self._own_certificate = b""
+        self._validator_set, self._contexts = self._adopt(validator_set, certificates)
+        self._install_peers()
+        self._log = logger.bind(node_id=self._own_id)
+
+    # ----- configuration ------------------------------------------------------------------
+
+    def _adopt(self, validator_set: ValidatorSet, certificates: Mapping[str, bytes]
+               ) -> tuple[ValidatorSet, TlsContexts]:
+        """Check the certificates and build the contexts; raises before changing anything."""
+        chosen = check_validator_certificates(validator_set, certificates)
+        own = chosen.get(self._own_id, self._own_certificate)
+        if not own:
+            raise P2PConfigError(f"{self._own_id!r} is not in the validator set")
+        contexts = build_contexts(self._identity.signing_key, own, chosen.values())
+        self._own_certificate = own
+        return validator_set, contexts
+
+    def _install_peers(self) -> None:
+        for validator in self._validator_set:
+            if validator.validator_id == self._own_id:
+                continue
+            peer = self._peers.get(validator.validator_id)
+            if peer is None:
+                self._peers[validator.validator_id] = _Peer(validator)
+            else:
+                peer.validator = validator
+
+    @property
+    def listen_port(self) -> int:
+        """The bound port (useful when the configuration asked for port 0)."""
+        if self._server is None or not self._server.sockets:
+            raise RuntimeError("network is not started")
+        return int(self._server.sockets[0].getsockname()[1])
+
+    # ----- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(
+            self._accept, self._config.listen_host, self._config.listen_port)
+        self._running = True
+        for peer in self._peers.values():
+            self._start_dialler(peer)
+        self._spawn(self._maintain(), "p2p-maintain")
+        self._log.info("p2p.started", port=self.listen_port, peers=len(self._peers))
+
+    async def stop(self) -> None:
+        """Graceful: stop accepting and dialling, flush queued frames, say goodbye, close."""
+        self._running = False
+        if self._server is not None:
+            self._server.close()
+        links = [peer.link for peer in self._peers.values() if peer.link is not None]
+        await asyncio.gather(*(link.flush(_CLOSE_TIMEOUT) for link in links))
+        for link in links:
+            link.close(goodbye="shutdown")
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*(link.wait_closed(_CLOSE_TIMEOUT) for link in links))
+        if self._server is not None:
+            await self._server.wait_closed()
+        metrics.PEERS_CONNECTED.labels(self._own_id).set(0)
+        self._log.info("p2p.stopped")
+
+    def update_validators(self, validator_set: ValidatorSet,
+                          certificates: Mapping[str, bytes]) -> None:
+        """Epoch change: trust exactly the new set; drop peers that left, dial new ones.
+
+        Links to peers still in the set with the same key stay up (their TLS handshake proved
+        that key). If our own id left the set we keep our certificate, so we can still serve
+        block sync to those who ask (they decide whether to trust us).
+        """
+        self._validator_set, self._contexts = self._adopt(validator_set, certificates)
+        for peer_id, peer in list(self._peers.items()):
+            validator = validator_set.get(peer_id)
+            if validator is None or validator.public_key != peer.validator.public_key:
+                self._drop_peer(peer_id)
+        self._install_peers()
+        for peer in self._peers.values():
+            self._start_dialler(peer)
+
+    def _drop_peer(self, peer_id: str) -> None:
+        peer = self._peers.pop(peer_id)
+        if peer.dialler is not None:
+            peer.dialler.cancel()
+        if peer.link is not None:
+            self._count_refused(_R.REMOVED, peer_id, "left the validator set")
+            peer.link.close(goodbye=_R.REMOVED.value)
+        self._scores.forget(peer_id)
+        self._limiter.forget(peer_id)
+        with contextlib.suppress(KeyError):
+            metrics.PEER_SCORE.remove(self._own_id, peer_id)
+
+    def _spawn(self, coroutine: Awaitable[None], name: str) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.ensure_future(coroutine)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _start_dialler(self, peer: _Peer) -> None:
+        if self._running and peer.validator.address and (
+                peer.dialler is None or peer.dialler.done()):
+            peer.dialler = self._spawn(self._dial_loop(peer),
+                                       f"p2p-dial-{peer.validator.validator_id}")
+
+    # ----- sending --------------------------------------------------------------------------
+
+    async def send(self, peer_id: str, topic: Topic, payload: bytes, *,
+                   expect_reply: bool = False) -> bool:
+        """Queue ``payload`` for ``peer_id``; False if not connected or its queue is full.
+
+        ``expect_reply=True`` marks a request (block sync): one frame the peer sends back on
+        ``topic`` is exempt from our flood limit (see :mod:`ratelimit`).
+        """
+        if topic is Topic.CONTROL:
+            raise ValueError("the CONTROL topic belongs to the link")
+        if len(payload) > self._caps[topic]:
+            raise ValueError(f"{topic.kind} payload of {len(payload)} bytes exceeds the cap "
+                             f"{self._caps[topic]}")
+        peer = self._peers.get(peer_id)
+        link = peer.link if peer is not None else None
+        if link is None or not link.enqueue(encode_frame(topic, payload)):
+            self.stats.send_dropped[topic] += 1
+            cause = "not_connected" if link is None else "send_queue_full"
+            metrics.FRAMES_DROPPED.labels(self._own_id, self._names[topic], cause).inc()
+            return False
+        if expect_reply:
+            self._limiter.expect_reply(peer_id, topic)
+        self.stats.frames_sent[topic] += 1
+        metrics.FRAMES_SENT.labels(self._own_id, self._names[topic]).inc()
+        return True
+
+    async def broadcast(self, topic: Topic, payload: bytes) -> int:
+        """Send to every connected peer; return how many frames were queued."""
+        sent = 0
+        for peer_id in list(self._peers):
+            if self._peers[peer_id].link is not None:
+                sent += await self.send(peer_id, topic, payload)
+        return sent
+
+    # ----- scoring ------------------------------------------------------------------------
+
+    def penalize(self, peer_id: str, reason: PenaltyReason) -> None:
+        """Lower a peer's score; at the threshold it is quarantined and disconnected."""
+        if peer_id not in self._peers:
+            return
+        self.stats.penalties[reason] += 1
+        metrics.PENALTIES.labels(self._own_id, reason.value).inc()
+        quarantine = self._scores.penalize(peer_id, reason)
+        metrics.PEER_SCORE.labels(self._own_id, peer_id).set(self._scores.score(peer_id))
+        log = self._log.debug if reason is PenaltyReason.FLOOD else self._log.info
+        log("p2p.penalty", peer=peer_id, reason=reason.value,
+            score=round(self._scores.score(peer_id), 2))
+        if quarantine is None:
+            return
+        self.stats.quarantines[reason] += 1
+        metrics.QUARANTINES.labels(self._own_id, reason.value).inc()
+        self._log.warning("p2p.quarantine", peer=peer_id, reason=reason.value,
+                          seconds=round(quarantine.until - self._clock(), 1))
+        link = self._peers[peer_id].link
+        if link is not None:
+            link.close(goodbye=_R.QUARANTINED.value)
+        if self._on_quarantine is not None:
+            self._on_quarantine(peer_id, reason)
+
+    def reward(self, peer_id: str) -> None:
+        if peer_id in self._peers:
+            self._scores.reward(peer_id)
+
+    def peers(self) -> list[PeerStatus]:
+        statuses = []
+        for peer_id in sorted(self._peers):
+            peer = self._peers[peer_id]
+            statuses.append(PeerStatus(
+                peer_id=peer_id, address=peer.validator.address,
+                connected=peer.link is not None, score=self._scores.score(peer_id),
+                quarantined_until=self._scores.quarantined_until(peer_id),
+                outbound=None if peer.link is None else peer.link.outbound))
+        return statuses
+
+    def connected_peers(self) -> list[str]:
+        return sorted(peer_id for peer_id, peer in self._peers.items() if peer.link is not None)
+
+    # ----- connections --------------------------------------------------------------------
+
+    def _count_refused(self, reason: RefusalReason, peer: str, detail: str) -> None:
+        self.stats.refused[reason] += 1
+        metrics.REFUSED_CONNECTIONS.labels(self._own_id, reason.value).inc()
+        self._log.info("p2p.refused", reason=reason.value, peer=peer, detail=detail)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        peername = writer.get_extra_info("peername")
+        source = str(peername[0]) if peername else "?"
+        if not self._allowlist.allows(source):
+            self._count_refused(_R.NOT_ALLOWLISTED, source, "inbound source")
+            writer.transport.abort()
+            return
+        if self._handshakes >= self._config.max_pending_handshakes:
+            self._count_refused(_R.BUSY, source, "too many handshakes in progress")
+            writer.transport.abort()
+            return
+        link = await self._secure(reader, writer, outbound=False, expected_id=None,
+                                  source=source)
+        if link is not None:
+            await self._run_link(link)
+
+    async def _secure(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
+                      outbound: bool, expected_id: str | None, source: str) -> Link | None:
+        """TLS + identity + hello within the handshake timeout; register the link or refuse."""
+        self._handshakes += 1
+        try:
+            async with asyncio.timeout(self._config.handshake_timeout):
+                peer_id = await self._authenticate(reader, writer, outbound, expected_id)
+        except HandshakeRefused as refusal:
+            self._count_refused(refusal.reason, expected_id or source, refusal.detail)
+            if not writer.is_closing():  # else a goodbye is on its way out: let it go
+                writer.transport.abort()
+            return None
+        except TimeoutError:
+            self._count_refused(_R.HANDSHAKE_TIMEOUT, expected_id or source, "")
+            writer.transport.abort()
+            return None
+        finally:
+            self._handshakes -= 1
+        loop_now = asyncio.get_running_loop().time()
+        link = Link(peer_id=peer_id, dialer=self._own_id if outbound else peer_id,
+                    outbound=outbound, reader=reader, writer=writer,
+                    queue_size=self._config.send_queue_frames, now=loop_now)
+        return link if self._register(link) else None
+
+    async def _authenticate(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                            outbound: bool, expected_id: str | None) -> str:
+        contexts = self._contexts
+        await start_tls(writer, contexts.client if outbound else contexts.server)
+        peer_id = identify(writer, self._validator_set, self._own_id, expected_id)
+        if self._scores.is_quarantined(peer_id):
+            refuse(writer, _R.QUARANTINED)
+            raise HandshakeRefused(_R.QUARANTINED, "")
+        settings = HandshakeSettings(own_id=self._own_id, hello=self._hello, caps=self._caps)
+        await exchange_hello(reader, writer, settings, peer_id)
+        return peer_id
+
+    def _register(self, link: Link) -> bool:
+        """Install ``link`` as the peer's link if the dedup rule prefers it (module doc)."""
+        peer = self._peers.get(link.peer_id)
+        if peer is None or not self._running:  # left the set, or we stop, during the handshake
+            self._count_refused(_R.REMOVED, link.peer_id, "not a current peer")
+            refuse(link.writer, _R.REMOVED)
+            return False
+        if self._scores.is_quarantined(link.peer_id):
+            self._count_refused(_R.QUARANTINED, link.peer_id, "")
+            refuse(link.writer, _R.QUARANTINED)
+            return False
+        existing = peer.link
+        if existing is not None:
+            preferred = min(self._own_id, link.peer_id)
+            if existing.dialer == preferred and link.dialer != preferred:
+                self._count_refused(_R.DUPLICATE, link.peer_id, "kept the lower id's link")
+                refuse(link.writer, _R.DUPLICATE)
+                return False
+            existing.close(goodbye=_R.DUPLICATE.value)
+        peer.link = link
+        peer.attempts = 0
+        peer.wake.set()
+        link.start()
+        metrics.PEERS_CONNECTED.labels(self._own_id).set(len(self.connected_peers()))
+        self._log.info("p2p.connected", peer=link.peer_id, outbound=link.outbound)
+        return True
+
+    def _unregister(self, link: Link) -> None:
+        peer = self._peers.get(link.peer_id)
+        if peer is not None and peer.link is link:
+            peer.link = None
+            peer.wake.set()
+            metrics.PEERS_CONNECTED.labels(self._own_id).set(len(self.connected_peers()))
+            self._log.info("p2p.disconnected", peer=link.peer_id)
+
+    async def _run_link(self, link: Link) -> None:
+        try:
+            while not link.closed.is_set():
+                frame = await read_frame(link.reader, self._caps)
+                if frame is None:
+                    break
+                link.last_activity = asyncio.get_running_loop().time()
+                await self._on_frame(link, *frame)
+        except FrameError as error:
+            self._log.info("p2p.bad_frame", peer=link.peer_id, detail=error.detail)
+            self.penalize(link.peer_id, error.reason)
+        except (*_READ_ERRORS, OSError):
+            pass
+        except Exception as error:  # noqa: BLE001 -- includes ssl.SSLError; the link ends
+            self._log.info("p2p.link_error", peer=link.peer_id, error=type(error).__name__)
+        finally:
+            link.close()
+            self._unregister(link)
+            await link.wait_closed(_CLOSE_TIMEOUT)
+
+    async def _on_frame(self, link: Link, topic: Topic, payload: bytes) -> None:
+        peer_id = link.peer_id
+        admission = self._limiter.admit(peer_id, topic)
+        if admission is Admission.LIMITED:
+            self.stats.rate_limited[topic] += 1
+            metrics.FRAMES_DROPPED.labels(self._own_id, self._names[topic], "rate_limited").inc()
+            self.penalize(peer_id, PenaltyReason.FLOOD)
+            return
+        if admission is Admission.REPLY:
+            self.stats.replies_exempted[topic] += 1
+        if topic is Topic.CONTROL:
+            self._on_control(link, payload)
+            return
+        self.stats.frames_received[topic] += 1
+        metrics.FRAMES_RECEIVED.labels(self._own_id, self._names[topic]).inc()
+        metrics.BYTES_RECEIVED.labels(self._own_id, self._names[topic]).inc(len(payload))
+        link.in_callback = True
+        try:
+            await self._on_message(peer_id, topic, payload)
+        except Exception:  # noqa: BLE001 -- a runtime bug on one message must not drop the link
+            self.stats.callback_errors += 1
+            self._log.exception("p2p.on_message_failed", peer=peer_id, topic=topic.kind)
+        finally:
+            link.in_callback = False
+            link.last_activity = asyncio.get_running_loop().time()
+
+    def _on_control(self, link: Link, payload: bytes) -> None:
+        message = decode_control(payload)  # FrameError -> penalised by _run_link
+        if isinstance(message, Ping):
+            link.enqueue(encode_frame(Topic.CONTROL, encode_control(Pong(message.nonce))))
+        elif isinstance(message, Goodbye):
+            self._log.info("p2p.goodbye", peer=link.peer_id, reason=message.reason)
+            link.close()
+        elif isinstance(message, Hello):
+            raise FrameError(PenaltyReason.MALFORMED, "hello on an established link")
+
+    # ----- dialling and upkeep --------------------------------------------------------------
+
+    async def _wait(self, peer: _Peer, seconds: float) -> None:
+        """Sleep up to ``seconds``; return early when something about the peer changed."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(peer.wake.wait(), seconds)
+        peer.wake.clear()
+
+    async def _dial_loop(self, peer: _Peer) -> None:
+        peer_id = peer.validator.validator_id
+        # Let the lower id dial first: one link per pair, usually without a duplicate.
+        head_start = 0.0 if self._own_id < peer_id else self._config.backoff.initial
+        await self._wait(peer, head_start + self._rng.uniform(0, self._config.backoff.initial))
+        while self._running and self._peers.get(peer_id) is peer:
+            if peer.link is not None:
+                await self._wait(peer, self._config.idle_timeout)
+                continue
+            if self._scores.is_quarantined(peer_id):
+                await self._wait(peer, self._config.tick_interval)
+                continue
+            await self._dial(peer)
+            if peer.link is None:
+                delay = self._config.backoff.delay(peer.attempts, self._rng)
+                peer.attempts += 1
+                await self._wait(peer, delay)
+
+    async def _dial(self, peer: _Peer) -> None:
+        peer_id = peer.validator.validator_id
+        host, port = parse_address(peer.validator.address)
+        source = self._config.dial_source_host
+        try:
+            async with asyncio.timeout(self._config.handshake_timeout):
+                reader, writer = await asyncio.open_connection(
+                    host, port, local_addr=(source, 0) if source else None)
+        except (OSError, TimeoutError) as error:
+            self._count_refused(_R.CONNECT_FAILED, peer_id, type(error).__name__)
+            return
+        peername = writer.get_extra_info("peername")
+        if not peername or not self._allowlist.allows(str(peername[0])):
+            self._count_refused(_R.NOT_ALLOWLISTED, peer_id, f"destination {peername}")
+            writer.transport.abort()
+            return
+        link = await self._secure(reader, writer, outbound=True, expected_id=peer_id,
+                                  source=str(peername[0]))
+        if link is not None:
+            self._spawn(self._run_link(link), f"p2p-link-{peer_id}")
+
+    async def _maintain(self) -> None:
+        """Pings, idle timeouts and the score gauges, every ``tick_interval``."""
+        loop = asyncio.get_running_loop()
+        last_ping = loop.time()
+        while self._running:
+            await asyncio.sleep(self._config.tick_interval)
+            now = loop.time()
+            send_ping = now - last_ping >= self._config.ping_interval
+            if send_ping:
+                last_ping = now
+            for peer_id, peer in list(self._peers.items()):
+                metrics.PEER_SCORE.labels(self._own_id, peer_id).set(self._scores.score(peer_id))
+                link = peer.link
+                if link is None:
+                    continue
+                if (not link.in_callback
+                        and now - link.last_activity > self._config.idle_timeout):
+                    self._log.info("p2p.idle_timeout", peer=peer_id)
+                    self.penalize(peer_id, PenaltyReason.TIMEOUT)
+                    link.close(goodbye="timeout")
+                elif send_ping:
+                    link.enqueue(encode_frame(Topic.CONTROL,
+                                              encode_control(Ping(os.urandom(8)))))
