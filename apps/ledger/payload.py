@@ -2,8 +2,7 @@
 
 This is the one place that turns payload bytes into transaction rows and back, and that
 computes a block's ``tx_root`` (RFC 9162 tree hash over the transaction ids in block order).
-:func:`describe_transaction` is the switch point to ``cybermesh.protocol.txs``: until every
-kind there decodes, a transaction is opaque bytes whose id is their SHA-256.
+:func:`describe_transaction` decodes each one with ``cybermesh.protocol.txs``.
 
 A payload that is not exactly such an array is kept verbatim on the block row (see
 ``Block.payload``) so the block id stays recomputable; it then yields no transaction rows.
@@ -17,6 +16,8 @@ from apps.ledger.records import TxRecord
 from cybermesh.protocol.codec import CodecError, DecodeLimits, decode, encode
 from cybermesh.protocol.crypto.hashing import sha256
 from cybermesh.protocol.merkle.transparency import tree_hash
+from cybermesh.protocol.txs.envelope import decode_transaction
+from cybermesh.protocol.txs.errors import TxRejected
 
 # A payload is capped by consensus (max_block_bytes, 2 MiB by default); decoding allows a
 # margin above that but stays bounded, as every input from outside must be.
@@ -25,10 +26,25 @@ OPAQUE_KIND = "opaque"
 
 
 def describe_transaction(index: int, encoded: bytes) -> TxRecord:
-    """The row of one transaction; its id is the SHA-256 of its canonical bytes."""
-    digest = sha256(encoded)
-    return TxRecord(index=index, tx_id=digest, kind=OPAQUE_KIND, encoded=encoded,
-                    content_hash=digest)
+    """The row of one transaction, from its wire bytes.
+
+    A CyberMesh transaction (``cybermesh.protocol.txs``) gives its id (the hash of its signed
+    body), kind, producer, creation time, signature and key. Anything else, which
+    ``validate_payload`` keeps out of honest blocks, is stored as opaque bytes whose id and
+    content hash are their SHA-256. Signatures are not re-checked here: replicas checked them
+    before voting, and ``ledger verify`` checks them again.
+    """
+    try:
+        transaction = decode_transaction(encoded, verify=False)
+    except TxRejected:
+        digest = sha256(encoded)
+        return TxRecord(index=index, tx_id=digest, kind=OPAQUE_KIND, encoded=encoded,
+                        content_hash=digest)
+    return TxRecord(index=index, tx_id=transaction.tx_id, kind=transaction.kind.value,
+                    encoded=encoded, content_hash=transaction.wire_hash,
+                    producer_id=transaction.producer_id,
+                    created_at_ms=transaction.created_at_ms, signature=transaction.signature,
+                    public_key=transaction.public_key)
 
 
 def decode_payload(payload: bytes) -> tuple[TxRecord, ...] | None:

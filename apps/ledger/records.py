@@ -30,11 +30,12 @@ class TxRecord:
 
 @dataclass(frozen=True, slots=True)
 class StateUpdate:
-    """Set ``(namespace, key)`` to ``value`` at the block's height (``None``: delete)."""
+    """Set tree key ``key`` (32 bytes, as the executor derived it) to ``value`` at the block's
+    height (``None``: delete). ``namespace`` is an optional label stored beside the value."""
 
-    namespace: str
     key: bytes
     value: bytes | None
+    namespace: str = ""
 
 
 @dataclass(frozen=True, slots=True)

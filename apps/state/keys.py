@@ -1,4 +1,8 @@
-"""How a logical state key ``(namespace, key)`` becomes a 32-byte sparse Merkle tree key."""
+"""Tree keys for callers that have a logical ``(namespace, key)`` rather than a tree key.
+
+The executor derives its own keys (``cybermesh.protocol.executor.keys``); this helper is for
+state written outside it (tests, tools), with its own domain so the two never collide.
+"""
 
 from __future__ import annotations
 

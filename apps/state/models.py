@@ -3,8 +3,8 @@
 * :class:`StateNode` is the sparse Merkle tree's node store (``cybermesh.protocol.merkle``):
   one immutable row per node, keyed by the canonical :class:`NodeKey` bytes (version, depth,
   path); :class:`StaleNode` is its pruning index.
-* :class:`StateValue` is the plan's ``state_kv``: the materialized value of each key at each
-  version that changed it (``value`` NULL: deleted), so reads need no tree walk and a full
+* :class:`StateValue` is the plan's ``state_kv``: the materialized value of each tree key at
+  each version that changed it (``value`` NULL: deleted), so reads need no tree walk and a full
   state at any retained version can be listed (export, snapshots).
 * :class:`StateVersion` has one root per height; :class:`StateSnapshot` marks every K-th
   height, and pruning never goes past the most recent snapshot below its horizon.
@@ -44,23 +44,27 @@ class StaleNode(models.Model):
 
 
 class StateValue(models.Model):
-    """``state_kv``: the value of ``(namespace, key)`` from ``version`` on (NULL: deleted)."""
+    """``state_kv``: the value of tree key ``key_hash`` from ``version`` on (NULL: deleted).
 
-    pk = models.CompositePrimaryKey("namespace", "key_hash", "version")
-    namespace = models.CharField(max_length=64)
+    ``key_hash`` is the 32-byte sparse Merkle tree key the executor derived (namespace and
+    identity are hashed into it, see ``cybermesh.protocol.executor.keys``); ``namespace`` is an
+    optional label for people reading the table, not part of the key.
+    """
+
+    pk = models.CompositePrimaryKey("key_hash", "version")
     key_hash = models.BinaryField(max_length=32)
     version = models.BigIntegerField()
-    key = models.BinaryField()
+    namespace = models.CharField(max_length=64, blank=True)
     value = models.BinaryField(null=True, blank=True)
     created_at = models.DateTimeField()
 
     class Meta:
         db_table = "state_kv"
-        ordering = ["namespace", "key_hash", "version"]
+        ordering = ["key_hash", "version"]
         indexes = [models.Index(fields=["version"], name="state_kv_version_idx")]
 
     def __str__(self) -> str:
-        return f"{self.namespace}/{bytes(self.key).hex()[:16]}@{self.version}"
+        return f"{bytes(self.key_hash).hex()[:16]}@{self.version}"
 
 
 class StateVersion(models.Model):

@@ -18,11 +18,12 @@ from django.db.models import Exists, Max, OuterRef
 from django.utils import timezone
 
 from apps.ledger.records import StateUpdate
-from apps.state.keys import MAX_NAMESPACE_CHARS, state_key_hash
+from apps.state.keys import MAX_NAMESPACE_CHARS
 from apps.state.models import PruneMark, StateSnapshot, StateValue, StateVersion
 from apps.state.nodestore import DatabaseNodeStore
 from cybermesh.db import run_serializable
 from cybermesh.protocol.merkle.sparse import SparseMerkleTree
+from cybermesh.protocol.merkle.sparse_hashing import KEY_SIZE
 
 DEFAULT_SNAPSHOT_INTERVAL = 100
 PRUNE_MARK = "state"
@@ -54,13 +55,15 @@ def latest_version(*, using: str = "default") -> int | None:
 
 
 def _dedupe(updates: Sequence[StateUpdate]) -> dict[bytes, StateUpdate]:
-    """Key hash -> the last update of that key (a later update of one key wins)."""
-    by_hash: dict[bytes, StateUpdate] = {}
+    """Tree key -> the last update of that key (a later update of one key wins)."""
+    by_key: dict[bytes, StateUpdate] = {}
     for update in updates:
-        if not update.namespace or len(update.namespace) > MAX_NAMESPACE_CHARS:
-            raise StateError(f"state namespace must be 1..{MAX_NAMESPACE_CHARS} characters")
-        by_hash[state_key_hash(update.namespace, update.key)] = update
-    return by_hash
+        if type(update.key) is not bytes or len(update.key) != KEY_SIZE:
+            raise StateError("state keys must be 32-byte tree keys")
+        if len(update.namespace) > MAX_NAMESPACE_CHARS:
+            raise StateError(f"state namespace label exceeds {MAX_NAMESPACE_CHARS} characters")
+        by_key[update.key] = update
+    return by_key
 
 
 def write_state_version(
@@ -89,8 +92,8 @@ def write_state_version(
                              version)
     store.write_batch(batch)
     StateValue.objects.using(using).bulk_create(
-        (StateValue(namespace=update.namespace, key_hash=key_hash, version=version,
-                    key=update.key, value=update.value, created_at=now)
+        (StateValue(key_hash=key_hash, version=version, namespace=update.namespace,
+                    value=update.value, created_at=now)
          for key_hash, update in sorted(by_hash.items())),
         batch_size=_BATCH)
     StateVersion.objects.using(using).create(version=version, root_hash=root, created_at=now)
@@ -149,7 +152,7 @@ def prune_state(*, horizon: int, using: str = "default") -> PruneResult:
         nodes_deleted = DatabaseNodeStore(using=using).prune(effective)
         values = StateValue.objects.using(using)
         superseded = values.filter(version__lte=effective).filter(Exists(
-            values.filter(namespace=OuterRef("namespace"), key_hash=OuterRef("key_hash"),
+            values.filter(key_hash=OuterRef("key_hash"),
                           version__gt=OuterRef("version"), version__lte=effective)))
         values_deleted = superseded.delete()[0]
         # A deletion at or before the horizon with nothing older left is just absence.

@@ -22,6 +22,7 @@ from cybermesh.protocol.consensus.messages import (
     genesis_qc,
 )
 from cybermesh.protocol.consensus.signatures import Domains
+from cybermesh.protocol.crypto.hashing import sha256
 from cybermesh.protocol.crypto.signing import SigningKey
 from cybermesh.protocol.merkle.nodestore import InMemoryNodeStore
 from cybermesh.protocol.merkle.sparse import SparseMerkleTree
@@ -35,16 +36,21 @@ def updates_for(height: int, payload: bytes) -> tuple[StateUpdate, ...]:
     """A deterministic toy execution: every tx is recorded, every third block forgets the
     oldest tx of the block before, a per-block counter is overwritten."""
     transactions = decode_payload(payload) or ()
-    updates = [StateUpdate("tx", record.tx_id, record.content_hash) for record in transactions]
-    updates.append(StateUpdate("meta", b"height", height.to_bytes(8, "big")))
+    updates = [StateUpdate(state_key_hash("tx", record.tx_id), record.content_hash, "tx")
+               for record in transactions]
+    updates.append(StateUpdate(state_key_hash("meta", b"height"), height.to_bytes(8, "big")))
     if height % 3 == 0 and height > 1:
-        updates.append(StateUpdate("tx", _tx(height - 1, 0), None))
+        oldest = (decode_payload(_payload(height - 1, 1)) or ())[0].tx_id
+        updates.append(StateUpdate(state_key_hash("tx", oldest), None, "tx"))
     return tuple(updates)
 
 
 def _tx(height: int, index: int, salt: int = 0) -> bytes:
-    from cybermesh.protocol.crypto.hashing import sha256
-    return sha256(f"tx/{height}/{index}/{salt}".encode())
+    return sha256(f"tx/{height}/{index}/{salt}".encode()) + bytes([index % 256]) * 40
+
+
+def _payload(height: int, count: int, salt: int = 0) -> bytes:
+    return encode_payload(_tx(height, index, salt) for index in range(count))
 
 
 @dataclass
@@ -81,8 +87,7 @@ class ChainBuilder:
                           height=block.height, signatures=tuple(signatures))
 
     def payload(self, height: int, count: int, salt: int = 0) -> bytes:
-        return encode_payload(_tx(height, index, salt) + bytes([index]) * 40
-                              for index in range(count))
+        return _payload(height, count, salt)
 
     def build(self, count: int, *, txs_per_block: int | None = None, salt: int = 0,
               seed: int | None = None) -> list[CommittedItem]:
@@ -110,7 +115,7 @@ class ChainBuilder:
             updates = updates_for(height, payload)
             root, batch = tree.apply(
                 previous_version,
-                {state_key_hash(u.namespace, u.key): u.value for u in updates}, height)
+                {u.key: u.value for u in updates}, height)
             store.write_batch(batch)
             items.append(CommittedItem(block, qc, BlockExecution(state_updates=updates), root))
             parent_id, parent_root, parent_qc = block.block_id, root, qc

@@ -128,7 +128,7 @@ def test_a_header_state_root_other_than_ours_is_refused_and_alarmed() -> None:
     # Same block 1 but executed differently by us: our root after block 1 differs, so
     # block 2 (whose header carries the builder's root) must be refused.
     tampered = dataclasses.replace(items[1], execution=BlockExecution(
-        state_updates=(StateUpdate("tx", b"x" * 32, b"not what the others executed"),)))
+        state_updates=(StateUpdate(b"x" * 32, b"not what the others executed"),)))
     commit(tampered)
     block_2 = builder.build(3)[2]
     with pytest.raises(LedgerError) as raised:
