@@ -68,7 +68,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class TransactionRetryExhausted(Exception):  # noqa: N818 - the name says what happened
+class TransactionRetryExhausted(Exception):
     """The transaction kept aborting with a retryable error until the attempt limit.
 
     ``__cause__`` is the last database error. This exception deliberately stops the

@@ -308,7 +308,8 @@ def test_write_skew_is_aborted_and_the_retry_keeps_the_invariant(probe_table: No
 
     assert _run_threads(2, go_off_call) == []
     assert _value(1) + _value(2) == 1
-    assert sorted(attempts) == [1, 2]
+    # One worker was aborted at least once (how often depends on when the winner commits).
+    assert min(attempts) == 1 and max(attempts) >= 2
 
 
 @pytest.mark.integration
