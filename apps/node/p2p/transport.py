@@ -321,11 +321,12 @@ class PeerNetwork:
         metrics.REFUSED_CONNECTIONS.labels(self._own_id, reason.value).inc()
         self._log.info("p2p.refused", reason=reason.value, peer=peer, detail=detail)
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Our own task, not the server's: stop() cancels it, and Python 3.11's stream server
+        # logs an error for every cancelled client_connected_cb task.
+        self._spawn(self._inbound(reader, writer), "p2p-inbound")
+
+    async def _inbound(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peername = writer.get_extra_info("peername")
         source = str(peername[0]) if peername else "?"
         if not self._allowlist.allows(source):
