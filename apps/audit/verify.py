@@ -85,6 +85,11 @@ class VerifyResult:
         }
 
 
+def chain_end() -> int:
+    """The highest ``seq`` in the chain (0 when empty); the length of an intact chain."""
+    return int(AuditEntry.objects.aggregate(top=Max("seq"))["top"] or 0)
+
+
 def _iter_entries(*, last_seq: int, page_size: int) -> Iterable[AuditEntry]:
     after = 0
     while after < last_seq:
@@ -216,7 +221,7 @@ def verify_chain(*, keyring: Keyring | None = None, page_size: int = DEFAULT_PAG
     # before the end we read, so concurrent appends never look like a truncation.
     head_seq = AuditHead.objects.aggregate(top=Max("seq"))["top"]
     heads = list(AuditHead.objects.filter(seq=head_seq)) if head_seq is not None else []
-    last_seq = AuditEntry.objects.aggregate(top=Max("seq"))["top"] or 0
+    last_seq = chain_end()
 
     walk = _Walk(keyring=keyring, head_seq=head_seq, page_size=page_size, progress=progress)
     problem = walk.entries(last_seq=last_seq)

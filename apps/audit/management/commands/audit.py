@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from apps.audit.keyring import KeyringError, configured_keyring
 from apps.audit.services import rotate_signing_key, sign_head
-from apps.audit.verify import DEFAULT_PAGE_SIZE, VerifyResult, verify_chain
+from apps.audit.verify import DEFAULT_PAGE_SIZE, VerifyResult, chain_end, verify_chain
 
 
 class Command(BaseCommand):
@@ -49,7 +49,7 @@ class Command(BaseCommand):
             raise CommandError("--page-size must be at least 1")
         keyring = configured_keyring()
         with tqdm(desc="audit verify", unit="entry", file=sys.stderr, leave=False,
-                  disable=as_json or None) as bar:
+                  total=chain_end(), disable=as_json or None) as bar:
             result = verify_chain(keyring=keyring, page_size=page_size, progress=bar.update)
         if as_json:
             self.stdout.write(json.dumps(result.as_dict(), sort_keys=True))
