@@ -97,9 +97,12 @@ class Cluster:
 
     @property
     def validator_set(self) -> ValidatorSet:
-        return ValidatorSet(epoch=0, validators=tuple(
+        return self.subset(self.ids)
+
+    def subset(self, ids: list[str], epoch: int = 0) -> ValidatorSet:
+        return ValidatorSet(epoch=epoch, validators=tuple(
             Validator(validator_id, self.keys[validator_id].public_key.raw, 1,
-                      self.address(validator_id)) for validator_id in self.ids))
+                      self.address(validator_id)) for validator_id in ids))
 
     def config(self, validator_id: str, **overrides: Any) -> NetworkConfig:
         values: dict[str, Any] = {

@@ -6,7 +6,7 @@ import asyncio
 
 from p2p_cluster import Cluster, eventually, mesh_ready, run, start_all, stop_all
 
-from apps.node.p2p import Topic
+from apps.node.p2p import RefusalReason, Topic
 from apps.node.p2p.framing import APPLICATION_TOPICS
 
 
@@ -96,4 +96,34 @@ def test_stop_is_graceful_and_flushes_queued_frames():
             assert not nodes[1].network.stats.penalties
         finally:
             await stop_all(nodes[1:])
+    run(scenario())
+
+
+def test_epoch_change_drops_the_peer_that_left_and_connects_the_one_that_joined():
+    async def scenario():
+        cluster = Cluster([f"node-{i}" for i in range(5)])
+        first = cluster.subset(["node-0", "node-1", "node-2", "node-3"])
+        second = cluster.subset(["node-0", "node-1", "node-2", "node-4"], epoch=1)
+        staying = [cluster.node(v, validator_set=first) for v in ("node-0", "node-1", "node-2")]
+        leaving = cluster.node("node-3", validator_set=first)
+        joining = cluster.node("node-4", validator_set=second)
+        await start_all([*staying, leaving])
+        try:
+            await eventually(mesh_ready([*staying, leaving]))
+            await joining.network.start()
+            for node in staying:
+                node.network.update_validators(second, cluster.certificates)
+            await eventually(mesh_ready([*staying, joining]), what="mesh of the new epoch")
+            for node in staying:
+                assert node.network.stats.refused[RefusalReason.REMOVED] == 1
+                assert "node-3" not in [s.peer_id for s in node.network.peers()]
+            # node-3 still believes in the old set and keeps dialling; TLS now refuses its key.
+            await eventually(lambda: leaving.network.connected_peers() == [], timeout=5)
+            await eventually(
+                lambda: staying[0].network.stats.refused[RefusalReason.UNKNOWN_KEY] >= 1,
+                what="node-3's re-dial refused by key")
+            assert await joining.network.send("node-0", Topic.VOTE, b"hello epoch 1")
+            await eventually(lambda: staying[0].got("node-4", Topic.VOTE) == [b"hello epoch 1"])
+        finally:
+            await stop_all([*staying, leaving, joining])
     run(scenario())
