@@ -100,6 +100,14 @@ def check_production_safety(app_configs: Any = None, **kwargs: Any) -> list[Chec
         if node_key_problem:
             problems.append(("E025", node_key_problem))
     audit_key_problem = _key_file_problem("AUDIT_SIGNING_KEY", settings.AUDIT_SIGNING_KEY)
+    if audit_key_problem is None:
+        # Only in production: in development this call creates a keyring on first use.
+        from apps.audit.keyring import KeyringError, configured_keyring
+
+        try:
+            configured_keyring()
+        except KeyringError as error:
+            audit_key_problem = str(error)
     if audit_key_problem:
         problems.append(("E026", audit_key_problem))
     if settings.DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

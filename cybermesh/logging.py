@@ -24,24 +24,30 @@ _SECRET_KEY_PATTERN = re.compile(
     r"authorization|cookie|session[_-]?id|credential|sasl)",
     re.IGNORECASE,
 )
-# Values that are secrets whatever key they sit under.
-_SECRET_VALUE_PATTERNS = (
-    re.compile(r"(?i)\b(bearer|token|basic)\s+[A-Za-z0-9._~+/=-]{8,}"),
-    re.compile(r"(?i)(password|passwd|secret|token|api_key)=([^&\s]+)"),
-    re.compile(r"(?i)(://[^:/@\s]+:)([^@\s]+)(@)"),  # credentials inside URLs
-    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----"),
+_SECRET_WORDS = r"(?:pass(?:word|wd|phrase)?|secret|token|api[_-]?key|private[_-]?key|authorization)"
+# Values that are secrets whatever key they sit under: (pattern, replacement) pairs.
+_SECRET_VALUE_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # "Bearer abc...", "Token abc...", "Basic abc..."
+    (re.compile(r"(?i)\b(bearer|token|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), rf"\1 {REDACTED}"),
+    # password=x, token=x (query strings, form bodies, DSNs)
+    (re.compile(rf"(?i)\b({_SECRET_WORDS})=([^&\s\"',;]+)"), rf"\1={REDACTED}"),
+    # password: x, "password": "x", 'token': 'x' (free text, JSON and Python reprs)
+    (re.compile(rf"(?i)([\"']?\b{_SECRET_WORDS}[\"']?\s*:\s*)([\"'])(.*?)\2"),
+     rf"\1\2{REDACTED}\2"),
+    (re.compile(rf"(?i)(\b{_SECRET_WORDS}\s*:\s*)([^\s\"',;}}]+)"), rf"\1{REDACTED}"),
+    # credentials inside URLs, with or without a user name: scheme://user:pw@host, scheme://:pw@h
+    (re.compile(r"(?i)(://[^:/@\s]*:)([^@\s]+)(@)"), rf"\1{REDACTED}\3"),
+    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----"),
+     REDACTED),
 )
 
 
 def redact_value(value: Any) -> Any:
     """Redact secret-looking substrings in ``value`` (strings, and containers recursively)."""
     if isinstance(value, str):
-        redacted = value
-        redacted = _SECRET_VALUE_PATTERNS[0].sub(lambda m: f"{m.group(1)} {REDACTED}", redacted)
-        redacted = _SECRET_VALUE_PATTERNS[1].sub(lambda m: f"{m.group(1)}={REDACTED}", redacted)
-        redacted = _SECRET_VALUE_PATTERNS[2].sub(
-            lambda m: f"{m.group(1)}{REDACTED}{m.group(3)}", redacted)
-        return _SECRET_VALUE_PATTERNS[3].sub(REDACTED, redacted)
+        for pattern, replacement in _SECRET_VALUE_PATTERNS:
+            value = pattern.sub(replacement, value)
+        return value
     if isinstance(value, Mapping):
         return redact_mapping(value)
     if isinstance(value, list | tuple):

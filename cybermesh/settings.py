@@ -67,6 +67,7 @@ CONSENSUS_MESSAGE_CACHE_SIZE = env.int("CONSENSUS_MESSAGE_CACHE_SIZE", default=1
 # --- Audit and logging ------------------------------------------------------------------
 AUDIT_LOG_PATH = env.str("AUDIT_LOG_PATH", default="")  # optional JSON-lines mirror of the DB chain
 AUDIT_SIGNING_KEY = env.str("AUDIT_SIGNING_KEY", default="")  # path of the HMAC keyring file
+AUDIT_HEAD_INTERVAL = env.int("AUDIT_HEAD_INTERVAL", default=100)  # entries between signed heads
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
 LOG_FORMAT = env.str("LOG_FORMAT", default="json")  # json | console
 

@@ -177,8 +177,6 @@ def test_ordinary_context_is_not_redacted(
     assert line["token_count"] == REDACTED
 
 
-@pytest.mark.xfail(strict=True, reason="cybermesh/logging.py gap reported to the lead: "
-                   "'key: value' and JSON-quoted secrets in free text are not matched")
 @pytest.mark.parametrize("text", [
     f'request body {{"password": "{SECRET}"}}',
     f"password: {SECRET}",
@@ -189,8 +187,6 @@ def test_colon_and_json_style_secrets_in_free_text_are_redacted(
     assert SECRET not in _raw(log_output)
 
 
-@pytest.mark.xfail(strict=True, reason="cybermesh/logging.py gap reported to the lead: URL "
-                   "credentials with an empty user name (redis://:password@host) are kept")
 def test_url_credentials_with_an_empty_user_name_are_redacted(
         log_output: Callable[[], list[dict[str, Any]]]) -> None:
     logging.getLogger("celery").error("broker redis://:%s@127.0.0.1:6379/0 is down", SECRET)

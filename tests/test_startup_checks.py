@@ -65,8 +65,9 @@ def test_a_safe_production_configuration_starts(tmp_path: Path) -> None:
     genesis = write_genesis(tmp_path)
     node_key = tmp_path / "node.key"
     audit_key = tmp_path / "audit.keyring"
+    node_key.write_text("{}")
+    audit_key.write_text(json.dumps({"current": "k1", "keys": {"k1": "ab" * 32}}))
     for path in (node_key, audit_key):
-        path.write_text("{}")
         path.chmod(0o600)
     result = run_check(
         tmp_path, CYBERMESH_ENV="production", SECRET_KEY="s" * 64,
@@ -75,6 +76,14 @@ def test_a_safe_production_configuration_starts(tmp_path: Path) -> None:
         AUDIT_SIGNING_KEY=str(audit_key),
         DATABASE_URL="postgres://postgres@127.0.0.1:5432/cybermesh")
     assert error_lines(result) == [], result.stderr
+
+
+def test_a_malformed_audit_keyring_is_refused_in_production(tmp_path: Path) -> None:
+    audit_key = tmp_path / "audit.keyring"
+    audit_key.write_text('{"current": "k1", "keys": {}}')
+    audit_key.chmod(0o600)
+    result = run_check(tmp_path, CYBERMESH_ENV="production", AUDIT_SIGNING_KEY=str(audit_key))
+    assert any("(cybermesh.E026)" in line for line in error_lines(result)), result.stderr
 
 
 def test_quorum_size_that_contradicts_the_validator_set_is_refused(tmp_path: Path) -> None:
