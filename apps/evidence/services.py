@@ -32,7 +32,9 @@ def record_evidence(*, records: Sequence[EvidenceRecord], committed_height: int,
         [Evidence(evidence_id=record.evidence_id, kind=record.kind,
                   offender_id=record.offender_id, epoch=record.epoch, view=record.view,
                   height=record.height, reporter_id=record.reporter_id, proof=record.proof,
-                  signature=record.signature, status=EvidenceStatus.COMMITTED,
+                  signature=record.signature,
+                  status=(EvidenceStatus.CONFIRMED if record.confirmed
+                          else EvidenceStatus.COMMITTED),
                   committed_height=committed_height, created_at=now)
          for record in fresh.values()],
         ignore_conflicts=True)

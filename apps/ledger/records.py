@@ -51,15 +51,17 @@ class EvidenceRecord:
     reporter_id: str
     proof: bytes
     signature: bytes = b""
+    confirmed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class ValidatorUpdate:
-    """A validator's reputation (fixed-point basis points) and activity after the block."""
+    """A validator's reputation (integer ppm, as the executor reports it) after the block,
+    and its activity when that changed (``None``: unchanged)."""
 
     validator_id: str
     reputation: int
-    active: bool = True
+    active: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from django.db import models
 
-# Reputation is fixed-point, in basis points (10000 = 1.0): an integer, never a float, so
-# every node stores and compares exactly the same number.
-REPUTATION_SCALE = 10_000
+# Reputation is fixed-point, in parts per million (1_000_000 = full), as the executor computes
+# it: an integer, never a float, so every node stores and compares exactly the same number.
+# The row holds the value of the validator's last reputation change (``updated_height``); the
+# executor's state decays it with block time, so the state is the authority between changes.
+REPUTATION_SCALE = 1_000_000
 
 
 class Validator(models.Model):

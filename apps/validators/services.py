@@ -59,8 +59,10 @@ def apply_validator_updates(*, updates: Sequence[ValidatorUpdate], height: int,
     for update in updates:
         if isinstance(update.reputation, bool) or not isinstance(update.reputation, int):
             raise TypeError("validator reputation must be an integer (basis points)")
+        fields: dict[str, object] = {"reputation": update.reputation,
+                                     "updated_height": height, "updated_at": now}
+        if update.active is not None:
+            fields["active"] = update.active
         changed += Validator.objects.using(using).filter(
-            validator_id=update.validator_id).update(
-            reputation=update.reputation, active=update.active, updated_height=height,
-            updated_at=now)
+            validator_id=update.validator_id).update(**fields)
     return changed

@@ -24,9 +24,25 @@ from cybermesh.protocol.consensus.messages import (
 from cybermesh.protocol.consensus.signatures import Domains
 from cybermesh.protocol.crypto.hashing import sha256
 from cybermesh.protocol.crypto.signing import SigningKey
+from cybermesh.protocol.executor import StateRootTracker, genesis_state
 from cybermesh.protocol.merkle.nodestore import InMemoryNodeStore
 from cybermesh.protocol.merkle.sparse import SparseMerkleTree
 from cybermesh.protocol.merkle.sparse_hashing import EMPTY_HASH
+from cybermesh.protocol.txs import (
+    Artifact,
+    Category,
+    CustodyAction,
+    CustodyEntry,
+    Entity,
+    Evidence,
+    EvidenceKind,
+    PolicyAction,
+    PolicyChange,
+    PolicyOperation,
+    SecurityEvent,
+    Transaction,
+    sign_transaction,
+)
 from cybermesh.protocol.validator_set import Validator, ValidatorSet
 
 CHAIN_ID = "ledger-test"
@@ -121,3 +137,78 @@ class ChainBuilder:
             parent_id, parent_root, parent_qc = block.block_id, root, qc
             previous_version = height
         return items
+
+
+# --- a chain executed by the real executor (cybermesh.protocol.executor) ----------------------
+
+GENESIS_TIME_MS = 1_700_000_000_000
+PRODUCER_KEY = SigningKey.from_seed(bytes.fromhex("42" * 32))
+
+
+def _transactions(rng: random.Random, height: int, now_ms: int, count: int,
+                  chain_id: str) -> list[Transaction]:
+    """Security events against a small pool of offenders (so reputations fall, quarantines
+    trigger and expire), policy rules that come and go, and artifact evidence."""
+    transactions: list[Transaction] = []
+    for index in range(count):
+        nonce = height * 1000 + index
+        roll = rng.random()
+        offender = Entity.of("ip", f"198.51.100.{rng.randrange(12)}")
+        if roll < 0.7:
+            payload: object = SecurityEvent(
+                source="sensor-1", offender=offender,
+                category=rng.choice(list(Category)), severity=rng.randint(1, 10),
+                confidence_bps=rng.randint(0, 10_000), observed_at_ms=now_ms - 1000,
+                detector="det/1", payload_ref="f" * 64)
+        elif roll < 0.9:
+            payload = PolicyChange(PolicyOperation.SET_RULE, offender, "soc decision",
+                                   scope="ingress",
+                                   action=rng.choice([PolicyAction.DENY, PolicyAction.ALLOW]),
+                                   expires_at_ms=now_ms + rng.randint(2, 40) * 1000)
+        else:
+            payload = Evidence(EvidenceKind.ARTIFACTS,
+                               artifacts=(Artifact(sha256(bytes([index])), "text/plain", 10),),
+                               custody=(CustodyEntry("sensor-1", CustodyAction.COLLECTED,
+                                                     now_ms - 1000),),
+                               supports=(sha256(f"unknown/{nonce}".encode()),))
+        transactions.append(sign_transaction(
+            PRODUCER_KEY, payload, chain_id=chain_id,  # type: ignore[arg-type]
+            producer_id="ai-1", nonce=nonce, created_at_ms=now_ms - rng.randint(0, 500)))
+    return transactions
+
+
+def executed_chain(builder: ChainBuilder, count: int, *, seed: int,
+                   txs_per_block: int = 6) -> list[CommittedItem]:
+    """Genesis block 0 (the genesis state) and blocks 1..count-1 executed by apply_block.
+    Each header carries the parent's state root from the executor's own in-memory tree."""
+    from apps.state.execution import execute_block, genesis_execution
+    state = genesis_state(chain_id=builder.chain_id, genesis_time_ms=GENESIS_TIME_MS,
+                          validators=builder.validator_set.validators)
+    tracker = StateRootTracker(state)
+    rng = random.Random(seed)
+    genesis = Block(epoch=0, view=0, height=0, parent_id=ZERO_HASH, proposer="",
+                    timestamp_ms=GENESIS_TIME_MS, payload=encode_payload([]),
+                    tx_root=compute_tx_root(()), state_root=EMPTY_HASH,
+                    validator_set_hash=builder.validator_set.digest(),
+                    qc=genesis_qc(0, ZERO_HASH, 0))
+    root_qc = genesis_qc(0, genesis.block_id, 0)
+    items = [CommittedItem(genesis, root_qc, genesis_execution(state), tracker.root())]
+    parent, parent_qc = genesis, root_qc
+    for height in range(1, count):
+        now_ms = GENESIS_TIME_MS + height * rng.randint(800, 4000)
+        now_ms = max(now_ms, parent.timestamp_ms + 1)
+        transactions = _transactions(rng, height, now_ms, rng.randint(0, txs_per_block),
+                                     builder.chain_id)
+        payload = encode_payload(tx.wire for tx in transactions)
+        block = Block(epoch=0, view=height, height=height, parent_id=parent.block_id,
+                      proposer=f"v{height % builder.validators}", timestamp_ms=now_ms,
+                      payload=payload, tx_root=compute_tx_root(decode_payload(payload) or ()),
+                      state_root=tracker.root(),
+                      validator_set_hash=builder.validator_set.digest(), qc=parent_qc)
+        executed = execute_block(state, block)
+        root, _ = tracker.apply({u.key: u.value for u in executed.execution.state_updates},
+                                height)
+        qc = builder.sign_qc(block)
+        items.append(CommittedItem(block, qc, executed.execution, root))
+        state, parent, parent_qc = executed.state, block, qc
+    return items

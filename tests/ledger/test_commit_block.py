@@ -191,11 +191,11 @@ def test_evidence_validators_and_notifications_from_execution_are_written() -> N
                               epoch=0, view=5, height=4, reporter_id="v0", proof=b"proof")
     execution = dataclasses.replace(
         item.execution, evidence=(evidence, evidence),
-        validator_updates=(ValidatorUpdate("v3", reputation=2500, active=True),),
+        validator_updates=(ValidatorUpdate("v3", reputation=250_000),),
         notifications=(Notification("control.evidence.v1", "v3", {"offender": "v3"}),))
     commit_block(block=item.block, qc=item.qc, execution=execution)
     assert Evidence.objects.get().offender_id == "v3"
-    assert Validator.objects.get(validator_id="v3").reputation == 2500
+    assert Validator.objects.get(validator_id="v3").reputation == 250_000
     assert list(OutboxMessage.objects.values_list("dedupe_id", flat=True)) == [
         "block:0:0", "block:0:1"]
 
