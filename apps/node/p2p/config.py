@@ -24,6 +24,7 @@ from apps.node.p2p.errors import P2PConfigError
 from apps.node.p2p.framing import APPLICATION_TOPICS, Topic
 from apps.node.p2p.ratelimit import RateLimit
 from apps.node.p2p.scoring import ScoringConfig
+from cybermesh.protocol.genesis import parse_address
 
 DEFAULT_TOPIC_NAMES: Mapping[str, str] = MappingProxyType({
     "proposal": "consensus/proposal",
@@ -67,7 +68,9 @@ class NetworkConfig:
     """Everything :class:`~apps.node.p2p.transport.PeerNetwork` needs besides keys and peers.
 
     Durations are seconds. ``dial_source_host`` binds outgoing connections to a local address
-    (multi-homed hosts; tests use it to dial from 127.0.0.2).
+    (multi-homed hosts; tests use it to dial from 127.0.0.2). ``bootstrap_addresses``
+    (``TRUSTED_P2P_PEERS``) are dialled in addition to the validator set's addresses; whoever
+    answers there must still be a validator of the set.
     """
 
     chain_id: str
@@ -81,6 +84,7 @@ class NetworkConfig:
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     backoff: Backoff = field(default_factory=Backoff)
     dial_source_host: str | None = None
+    bootstrap_addresses: tuple[str, ...] = ()
     handshake_timeout: float = 5.0
     ping_interval: float = 2.0
     idle_timeout: float = 10.0
@@ -100,6 +104,11 @@ class NetworkConfig:
         if self.handshake_timeout <= 0 or self.tick_interval <= 0 or self.send_queue_frames < 1:
             raise P2PConfigError("timeouts, tick interval and send queue must be positive")
         Allowlist.from_cidrs(self.allowed_ips)  # raises on a bad CIDR at construction time
+        for address in self.bootstrap_addresses:
+            try:
+                parse_address(address)
+            except ValueError as error:
+                raise P2PConfigError(f"TRUSTED_P2P_PEERS: {error}") from None
 
     def allowlist(self) -> Allowlist:
         return Allowlist.from_cidrs(self.allowed_ips)
@@ -124,7 +133,8 @@ class NetworkConfig:
     @classmethod
     def from_settings(cls, settings: Any, *, chain_id: str, **overrides: Any) -> NetworkConfig:
         """Build from a settings-like object with ``P2P_LISTEN_HOST``, ``P2P_LISTEN_PORT``,
-        ``P2P_TOPICS``, ``P2P_MAX_MESSAGE_SIZE`` and ``ALLOWED_IPS`` attributes."""
+        ``P2P_TOPICS``, ``P2P_MAX_MESSAGE_SIZE``, ``ALLOWED_IPS`` and (optional)
+        ``TRUSTED_P2P_PEERS`` attributes."""
         values: dict[str, Any] = {
             "chain_id": chain_id,
             "listen_host": settings.P2P_LISTEN_HOST,
@@ -132,6 +142,7 @@ class NetworkConfig:
             "allowed_ips": tuple(settings.ALLOWED_IPS),
             "max_message_size": int(settings.P2P_MAX_MESSAGE_SIZE),
             "topic_names": dict(settings.P2P_TOPICS),
+            "bootstrap_addresses": tuple(getattr(settings, "TRUSTED_P2P_PEERS", ())),
         }
         values.update(overrides)
         return cls(**values)

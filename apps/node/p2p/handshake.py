@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from apps.node.p2p.allowlist import Allowlist
 from apps.node.p2p.control import PROTOCOL_VERSION, Goodbye, Hello, decode_control, encode_control
 from apps.node.p2p.errors import HandshakeRefused, P2PConfigError, RefusalReason
 from apps.node.p2p.framing import FrameError, Topic, encode_frame, read_frame
-from apps.node.p2p.tls import identity_from_der
+from apps.node.p2p.tls import TlsContexts, identity_from_der
+from cybermesh.protocol.genesis import parse_address
 from cybermesh.protocol.validator_set import ValidatorSet
 
 _R = RefusalReason
@@ -130,3 +132,110 @@ def refuse(writer: asyncio.StreamWriter, reason: RefusalReason) -> None:
         pass
     writer.close()
 
+
+
+RefusalCounter = Callable[[RefusalReason, str, str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    """A connection that passed every check: who it is and the TLS streams."""
+
+    peer_id: str
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    outbound: bool
+
+
+class Handshaker:
+    """Accepts and dials connections and runs the checks above, within a time bound.
+
+    ``count_refused(reason, who, detail)`` is told of every refusal; ``is_quarantined``
+    answers for the peer's id. ``trust`` replaces the validator set and contexts on an epoch
+    change; a handshake in progress finishes against the set it started with, and
+    registration checks membership again.
+    """
+
+    def __init__(self, *, settings: HandshakeSettings, allowlist: Allowlist, timeout: float,
+                 max_pending: int, dial_source_host: str | None,
+                 count_refused: RefusalCounter, is_quarantined: Callable[[str], bool]) -> None:
+        self._settings = settings
+        self._allowlist = allowlist
+        self._timeout = timeout
+        self._max_pending = max_pending
+        self._source_host = dial_source_host
+        self._count_refused = count_refused
+        self._is_quarantined = is_quarantined
+        self._pending = 0
+        self._validator_set: ValidatorSet | None = None
+        self._contexts: TlsContexts | None = None
+
+    def trust(self, validator_set: ValidatorSet, contexts: TlsContexts) -> None:
+        self._validator_set = validator_set
+        self._contexts = contexts
+
+    async def accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+                     ) -> Authenticated | None:
+        peername = writer.get_extra_info("peername")
+        source = str(peername[0]) if peername else "?"
+        if not self._allowlist.allows(source):
+            self._count_refused(_R.NOT_ALLOWLISTED, source, "inbound source")
+            writer.transport.abort()
+            return None
+        if self._pending >= self._max_pending:
+            self._count_refused(_R.BUSY, source, "too many handshakes in progress")
+            writer.transport.abort()
+            return None
+        return await self._secure(reader, writer, outbound=False, expected_id=None, who=source)
+
+    async def dial(self, address: str, expected_id: str | None) -> Authenticated | None:
+        """Connect to ``address``; ``expected_id`` None accepts any validator (bootstrap)."""
+        who = expected_id or address
+        host, port = parse_address(address)
+        source = self._source_host
+        try:
+            async with asyncio.timeout(self._timeout):
+                reader, writer = await asyncio.open_connection(
+                    host, port, local_addr=(source, 0) if source else None)
+        except (OSError, TimeoutError) as error:
+            self._count_refused(_R.CONNECT_FAILED, who, type(error).__name__)
+            return None
+        peername = writer.get_extra_info("peername")
+        if not peername or not self._allowlist.allows(str(peername[0])):
+            self._count_refused(_R.NOT_ALLOWLISTED, who, f"destination {peername}")
+            writer.transport.abort()
+            return None
+        return await self._secure(reader, writer, outbound=True, expected_id=expected_id,
+                                  who=who)
+
+    async def _secure(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
+                      outbound: bool, expected_id: str | None, who: str) -> Authenticated | None:
+        self._pending += 1
+        try:
+            async with asyncio.timeout(self._timeout):
+                peer_id = await self._authenticate(reader, writer, outbound, expected_id)
+        except HandshakeRefused as refusal:
+            self._count_refused(refusal.reason, who, refusal.detail)
+            if not writer.is_closing():  # else a goodbye is on its way out: let it go
+                writer.transport.abort()
+            return None
+        except TimeoutError:
+            self._count_refused(_R.HANDSHAKE_TIMEOUT, who, "")
+            writer.transport.abort()
+            return None
+        finally:
+            self._pending -= 1
+        return Authenticated(peer_id=peer_id, reader=reader, writer=writer, outbound=outbound)
+
+    async def _authenticate(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                            outbound: bool, expected_id: str | None) -> str:
+        validator_set, contexts = self._validator_set, self._contexts
+        if validator_set is None or contexts is None:
+            raise HandshakeRefused(_R.HANDSHAKE_FAILED, "no trust configured")
+        await start_tls(writer, contexts.client if outbound else contexts.server)
+        peer_id = identify(writer, validator_set, self._settings.own_id, expected_id)
+        if self._is_quarantined(peer_id):
+            refuse(writer, _R.QUARANTINED)
+            raise HandshakeRefused(_R.QUARANTINED, "")
+        await exchange_hello(reader, writer, self._settings, peer_id)
+        return peer_id

@@ -23,9 +23,7 @@ import contextlib
 import os
 import random
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
 
 import structlog
 
@@ -41,16 +39,21 @@ from apps.node.p2p.control import (
     encode_control,
     topics_digest,
 )
-from apps.node.p2p.errors import HandshakeRefused, P2PConfigError, PenaltyReason, RefusalReason
+from apps.node.p2p.errors import P2PConfigError, PenaltyReason, RefusalReason
 from apps.node.p2p.framing import FrameError, Topic, encode_frame, read_frame
-from apps.node.p2p.handshake import HandshakeSettings, exchange_hello, identify, refuse, start_tls
+from apps.node.p2p.handshake import Authenticated, Handshaker, HandshakeSettings, refuse
 from apps.node.p2p.link import Link
+from apps.node.p2p.peers import (
+    NetworkStats,
+    NodeIdentity,
+    PeerRecord,
+    PeerStatus,
+    keep_new_link,
+)
 from apps.node.p2p.ratelimit import Admission, RateLimiter
 from apps.node.p2p.scoring import PeerScores
-from apps.node.p2p.tls import TlsContexts, build_contexts, check_validator_certificates
-from cybermesh.protocol.crypto.signing import SigningKey
-from cybermesh.protocol.genesis import parse_address
-from cybermesh.protocol.validator_set import Validator, ValidatorSet
+from apps.node.p2p.tls import build_contexts, check_validator_certificates
+from cybermesh.protocol.validator_set import ValidatorSet
 
 logger = structlog.get_logger(__name__)
 _R = RefusalReason
@@ -59,46 +62,6 @@ _READ_ERRORS = (ConnectionError, OSError, asyncio.IncompleteReadError, EOFError)
 
 MessageHandler = Callable[[str, Topic, bytes], Awaitable[None]]
 QuarantineHandler = Callable[[str, PenaltyReason], None]
-
-
-@dataclass(frozen=True, slots=True)
-class NodeIdentity:
-    validator_id: str
-    signing_key: SigningKey
-
-
-@dataclass(frozen=True, slots=True)
-class PeerStatus:
-    peer_id: str
-    address: str
-    connected: bool
-    score: float
-    quarantined_until: float | None
-    outbound: bool | None  # direction of the live link, None when not connected
-
-
-@dataclass(slots=True)
-class NetworkStats:
-    """Per-network counters (the Prometheus metrics are process-wide); tests read these."""
-
-    refused: Counter[RefusalReason] = field(default_factory=Counter)
-    penalties: Counter[PenaltyReason] = field(default_factory=Counter)
-    quarantines: Counter[PenaltyReason] = field(default_factory=Counter)
-    frames_received: Counter[Topic] = field(default_factory=Counter)
-    frames_sent: Counter[Topic] = field(default_factory=Counter)
-    rate_limited: Counter[Topic] = field(default_factory=Counter)
-    replies_exempted: Counter[Topic] = field(default_factory=Counter)
-    send_dropped: Counter[Topic] = field(default_factory=Counter)
-    callback_errors: int = 0
-
-
-@dataclass(slots=True)
-class _Peer:
-    validator: Validator
-    link: Link | None = None
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    dialler: asyncio.Task[None] | None = None
-    attempts: int = 0
 
 
 class PeerNetwork:
@@ -117,36 +80,41 @@ class PeerNetwork:
         self._on_quarantine = on_quarantine
         self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311 -- backoff jitter, not a secret
-        self._allowlist = config.allowlist()
         self._caps = config.caps()
         self._names = config.names()
-        self._hello = Hello(version=PROTOCOL_VERSION, chain_id=config.chain_id,
-                            validator_id=self._own_id, topics=topics_digest(self._names))
+        hello = Hello(version=PROTOCOL_VERSION, chain_id=config.chain_id,
+                      validator_id=self._own_id, topics=topics_digest(self._names))
         self._scores = PeerScores(config.scoring, clock)
         self._limiter = RateLimiter(config.limits(), clock, max_credits=config.max_reply_credits)
         self.stats = NetworkStats()
-        self._peers: dict[str, _Peer] = {}
+        self._peers: dict[str, PeerRecord] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
-        self._handshakes = 0
         self._running = False
         self._own_certificate = b""
-        self._validator_set, self._contexts = self._adopt(validator_set, certificates)
-        self._install_peers()
         self._log = logger.bind(node_id=self._own_id)
+        self._handshaker = Handshaker(
+            settings=HandshakeSettings(own_id=self._own_id, hello=hello, caps=self._caps),
+            allowlist=config.allowlist(), timeout=config.handshake_timeout,
+            max_pending=config.max_pending_handshakes,
+            dial_source_host=config.dial_source_host, count_refused=self._count_refused,
+            is_quarantined=self._scores.is_quarantined)
+        self._validator_set = self._adopt(validator_set, certificates)
+        self._install_peers()
 
     # ----- configuration ------------------------------------------------------------------
 
     def _adopt(self, validator_set: ValidatorSet, certificates: Mapping[str, bytes]
-               ) -> tuple[ValidatorSet, TlsContexts]:
-        """Check the certificates and build the contexts; raises before changing anything."""
+               ) -> ValidatorSet:
+        """Check the certificates, then trust exactly them (raises before changing anything)."""
         chosen = check_validator_certificates(validator_set, certificates)
         own = chosen.get(self._own_id, self._own_certificate)
         if not own:
             raise P2PConfigError(f"{self._own_id!r} is not in the validator set")
         contexts = build_contexts(self._identity.signing_key, own, chosen.values())
         self._own_certificate = own
-        return validator_set, contexts
+        self._handshaker.trust(validator_set, contexts)
+        return validator_set
 
     def _install_peers(self) -> None:
         for validator in self._validator_set:
@@ -154,7 +122,7 @@ class PeerNetwork:
                 continue
             peer = self._peers.get(validator.validator_id)
             if peer is None:
-                self._peers[validator.validator_id] = _Peer(validator)
+                self._peers[validator.validator_id] = PeerRecord(validator)
             else:
                 peer.validator = validator
 
@@ -173,6 +141,8 @@ class PeerNetwork:
         self._running = True
         for peer in self._peers.values():
             self._start_dialler(peer)
+        for address in self._config.bootstrap_addresses:
+            self._spawn(self._bootstrap_loop(address), f"p2p-bootstrap-{address}")
         self._spawn(self._maintain(), "p2p-maintain")
         self._log.info("p2p.started", port=self.listen_port, peers=len(self._peers))
 
@@ -202,7 +172,7 @@ class PeerNetwork:
         that key). If our own id left the set we keep our certificate, so we can still serve
         block sync to those who ask (they decide whether to trust us).
         """
-        self._validator_set, self._contexts = self._adopt(validator_set, certificates)
+        self._validator_set = self._adopt(validator_set, certificates)
         for peer_id, peer in list(self._peers.items()):
             validator = validator_set.get(peer_id)
             if validator is None or validator.public_key != peer.validator.public_key:
@@ -230,7 +200,7 @@ class PeerNetwork:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    def _start_dialler(self, peer: _Peer) -> None:
+    def _start_dialler(self, peer: PeerRecord) -> None:
         if self._running and peer.validator.address and (
                 peer.dialler is None or peer.dialler.done()):
             peer.dialler = self._spawn(self._dial_loop(peer),
@@ -327,56 +297,20 @@ class PeerNetwork:
         self._spawn(self._inbound(reader, writer), "p2p-inbound")
 
     async def _inbound(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peername = writer.get_extra_info("peername")
-        source = str(peername[0]) if peername else "?"
-        if not self._allowlist.allows(source):
-            self._count_refused(_R.NOT_ALLOWLISTED, source, "inbound source")
-            writer.transport.abort()
-            return
-        if self._handshakes >= self._config.max_pending_handshakes:
-            self._count_refused(_R.BUSY, source, "too many handshakes in progress")
-            writer.transport.abort()
-            return
-        link = await self._secure(reader, writer, outbound=False, expected_id=None,
-                                  source=source)
+        link = self._link_for(await self._handshaker.accept(reader, writer))
         if link is not None:
             await self._run_link(link)
 
-    async def _secure(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
-                      outbound: bool, expected_id: str | None, source: str) -> Link | None:
-        """TLS + identity + hello within the handshake timeout; register the link or refuse."""
-        self._handshakes += 1
-        try:
-            async with asyncio.timeout(self._config.handshake_timeout):
-                peer_id = await self._authenticate(reader, writer, outbound, expected_id)
-        except HandshakeRefused as refusal:
-            self._count_refused(refusal.reason, expected_id or source, refusal.detail)
-            if not writer.is_closing():  # else a goodbye is on its way out: let it go
-                writer.transport.abort()
+    def _link_for(self, authenticated: Authenticated | None) -> Link | None:
+        """Wrap an authenticated connection in a Link and register it (or refuse it)."""
+        if authenticated is None:
             return None
-        except TimeoutError:
-            self._count_refused(_R.HANDSHAKE_TIMEOUT, expected_id or source, "")
-            writer.transport.abort()
-            return None
-        finally:
-            self._handshakes -= 1
-        loop_now = asyncio.get_running_loop().time()
-        link = Link(peer_id=peer_id, dialer=self._own_id if outbound else peer_id,
-                    outbound=outbound, reader=reader, writer=writer,
-                    queue_size=self._config.send_queue_frames, now=loop_now)
+        peer_id = authenticated.peer_id
+        link = Link(peer_id=peer_id, dialer=self._own_id if authenticated.outbound else peer_id,
+                    outbound=authenticated.outbound, reader=authenticated.reader,
+                    writer=authenticated.writer, queue_size=self._config.send_queue_frames,
+                    now=asyncio.get_running_loop().time())
         return link if self._register(link) else None
-
-    async def _authenticate(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                            outbound: bool, expected_id: str | None) -> str:
-        contexts = self._contexts
-        await start_tls(writer, contexts.client if outbound else contexts.server)
-        peer_id = identify(writer, self._validator_set, self._own_id, expected_id)
-        if self._scores.is_quarantined(peer_id):
-            refuse(writer, _R.QUARANTINED)
-            raise HandshakeRefused(_R.QUARANTINED, "")
-        settings = HandshakeSettings(own_id=self._own_id, hello=self._hello, caps=self._caps)
-        await exchange_hello(reader, writer, settings, peer_id)
-        return peer_id
 
     def _register(self, link: Link) -> bool:
         """Install ``link`` as the peer's link if the dedup rule prefers it (module doc)."""
@@ -391,8 +325,7 @@ class PeerNetwork:
             return False
         existing = peer.link
         if existing is not None:
-            preferred = min(self._own_id, link.peer_id)
-            if existing.dialer == preferred and link.dialer != preferred:
+            if not keep_new_link(self._own_id, link.peer_id, existing.dialer, link.dialer):
                 self._count_refused(_R.DUPLICATE, link.peer_id, "kept the lower id's link")
                 refuse(link.writer, _R.DUPLICATE)
                 return False
@@ -471,13 +404,13 @@ class PeerNetwork:
 
     # ----- dialling and upkeep --------------------------------------------------------------
 
-    async def _wait(self, peer: _Peer, seconds: float) -> None:
+    async def _wait(self, peer: PeerRecord, seconds: float) -> None:
         """Sleep up to ``seconds``; return early when something about the peer changed."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(peer.wake.wait(), seconds)
         peer.wake.clear()
 
-    async def _dial_loop(self, peer: _Peer) -> None:
+    async def _dial_loop(self, peer: PeerRecord) -> None:
         peer_id = peer.validator.validator_id
         # Let the lower id dial first: one link per pair, usually without a duplicate.
         head_start = 0.0 if self._own_id < peer_id else self._config.backoff.initial
@@ -495,26 +428,36 @@ class PeerNetwork:
                 peer.attempts += 1
                 await self._wait(peer, delay)
 
-    async def _dial(self, peer: _Peer) -> None:
+    async def _dial(self, peer: PeerRecord) -> None:
         peer_id = peer.validator.validator_id
-        host, port = parse_address(peer.validator.address)
-        source = self._config.dial_source_host
-        try:
-            async with asyncio.timeout(self._config.handshake_timeout):
-                reader, writer = await asyncio.open_connection(
-                    host, port, local_addr=(source, 0) if source else None)
-        except (OSError, TimeoutError) as error:
-            self._count_refused(_R.CONNECT_FAILED, peer_id, type(error).__name__)
-            return
-        peername = writer.get_extra_info("peername")
-        if not peername or not self._allowlist.allows(str(peername[0])):
-            self._count_refused(_R.NOT_ALLOWLISTED, peer_id, f"destination {peername}")
-            writer.transport.abort()
-            return
-        link = await self._secure(reader, writer, outbound=True, expected_id=peer_id,
-                                  source=str(peername[0]))
+        link = self._link_for(await self._handshaker.dial(peer.validator.address, peer_id))
         if link is not None:
             self._spawn(self._run_link(link), f"p2p-link-{peer_id}")
+
+    async def _bootstrap_loop(self, address: str) -> None:
+        """Keep a link through a bootstrap address. Who answers there is learned from the
+        first handshake; after that it is dialled only while that validator has no link."""
+        known: str | None = None
+        attempts = 0
+        while self._running:
+            if known is not None and known in self._peers and (
+                    self._peers[known].link is not None or self._scores.is_quarantined(known)):
+                await asyncio.sleep(self._config.ping_interval)
+                continue
+            authenticated = await self._handshaker.dial(address, known)
+            if authenticated is not None:
+                known = authenticated.peer_id
+                peer = self._peers.get(known)
+                if peer is not None and peer.link is not None:  # linked meanwhile: keep that
+                    refuse(authenticated.writer, _R.DUPLICATE)
+                    continue
+                link = self._link_for(authenticated)
+                if link is not None:
+                    attempts = 0
+                    await self._run_link(link)
+                    continue
+            await asyncio.sleep(self._config.backoff.delay(attempts, self._rng))
+            attempts += 1
 
     async def _maintain(self) -> None:
         """Pings, idle timeouts and the score gauges, every ``tick_interval``."""

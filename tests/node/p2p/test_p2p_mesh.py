@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from p2p_cluster import Cluster, eventually, mesh_ready, run, start_all, stop_all
+from p2p_cluster import Cluster, eventually, free_port, mesh_ready, run, start_all, stop_all
 
 from apps.node.p2p import RefusalReason, Topic
 from apps.node.p2p.framing import APPLICATION_TOPICS
+from cybermesh.protocol.validator_set import Validator, ValidatorSet
 
 
 def test_four_nodes_form_a_full_mesh_and_exchange_every_topic():
@@ -126,4 +127,26 @@ def test_epoch_change_drops_the_peer_that_left_and_connects_the_one_that_joined(
             await eventually(lambda: staying[0].got("node-4", Topic.VOTE) == [b"hello epoch 1"])
         finally:
             await stop_all([*staying, leaving, joining])
+    run(scenario())
+
+
+def test_a_bootstrap_address_reaches_a_validator_whose_listed_address_is_wrong():
+    async def scenario():
+        cluster = Cluster(["node-0", "node-1"])
+        dead = f"127.0.0.1:{free_port()}"
+        # Each side has the other's address wrong; only node-0's bootstrap entry is right.
+        wrong = ValidatorSet(epoch=0, validators=tuple(
+            Validator(v.validator_id, v.public_key, v.power, dead)
+            for v in cluster.validator_set))
+        nodes = [cluster.node("node-0", validator_set=wrong,
+                              bootstrap_addresses=(cluster.address("node-1"),)),
+                 cluster.node("node-1", validator_set=wrong)]
+        await start_all(nodes)
+        try:
+            await eventually(mesh_ready(nodes), what="link through the bootstrap address")
+            assert nodes[0].network.peers()[0].outbound is True
+            assert await nodes[1].network.send("node-0", Topic.EVIDENCE, b"found you")
+            await eventually(lambda: nodes[0].got("node-1", Topic.EVIDENCE) == [b"found you"])
+        finally:
+            await stop_all(nodes)
     run(scenario())

@@ -82,3 +82,16 @@ def test_backoff_grows_with_equal_jitter_and_is_capped():
             assert ceiling / 2 <= backoff.delay(attempt, rng) <= ceiling
     delays = {round(backoff.delay(2, rng), 6) for _ in range(20)}
     assert len(delays) > 1  # jittered, not lock-step
+
+
+def test_dedup_keeps_the_link_dialled_by_the_lower_id_on_both_ends():
+    from apps.node.p2p.peers import keep_new_link
+    # "a" < "b". Existing link dialled by b, new one dialled by a: both ends switch to a's.
+    assert keep_new_link("a", "b", existing_dialer="b", new_dialer="a")
+    assert keep_new_link("b", "a", existing_dialer="b", new_dialer="a")
+    # Existing link dialled by a, new one by b: both ends keep a's.
+    assert not keep_new_link("a", "b", existing_dialer="a", new_dialer="b")
+    assert not keep_new_link("b", "a", existing_dialer="a", new_dialer="b")
+    # Same dialler again: it reconnected, the new link wins.
+    assert keep_new_link("a", "b", existing_dialer="a", new_dialer="a")
+    assert keep_new_link("b", "a", existing_dialer="b", new_dialer="b")
