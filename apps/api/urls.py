@@ -1,8 +1,20 @@
-from django.urls import path
+from django.urls import path, re_path
 
-from apps.api.views import HealthView
+from apps.api import ledger_views, views
 
 app_name = "api"
 urlpatterns = [
-    path("health/", HealthView.as_view(), name="health"),
+    path("health/", views.HealthView.as_view(), name="health"),
+    path("ready/", views.ReadyView.as_view(), name="ready"),
+    path("status/", views.StatusView.as_view(), name="status"),
+    path("validators/", ledger_views.ValidatorListView.as_view(), name="validator-list"),
+    path("blocks/", ledger_views.BlockListView.as_view(), name="block-list"),
+    path("blocks/<str:block_id>/", ledger_views.BlockDetailView.as_view(), name="block-detail"),
+    path("transactions/", ledger_views.TransactionListView.as_view(), name="transaction-list"),
+    path("transactions/<str:tx_id>/", ledger_views.TransactionDetailView.as_view(),
+         name="transaction-detail"),
+    path("evidence/", ledger_views.EvidenceListView.as_view(), name="evidence-list"),
+    path("evidence/<str:evidence_id>/", ledger_views.EvidenceDetailView.as_view(),
+         name="evidence-detail"),
+    re_path(r"^.*$", views.UnknownEndpointView.as_view(), name="unknown"),
 ]

@@ -1,0 +1,79 @@
+"""Query-string filters of the list endpoints, as serializers (typed, bounded, documented).
+
+Each filter set validates ``request.query_params`` (a bad value is a 400 with the field named)
+and turns the values into queryset filters in :meth:`apply`. Only filters an index can serve are
+offered; see ``docs/api.md`` for the indexes each one relies on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from rest_framework import serializers
+
+from apps.evidence.models import EvidenceStatus
+
+_IDENT = r"^[A-Za-z0-9._:@/-]+$"
+_MAX_HEIGHT = (1 << 63) - 1
+
+
+class FilterSet(serializers.Serializer):
+    """Unknown parameters are ignored (``cursor`` and ``limit`` belong to the paginator)."""
+
+    def apply(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        raise NotImplementedError
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        since, until = attrs.get("since"), attrs.get("until")
+        if since is not None and until is not None and since >= until:
+            raise serializers.ValidationError({"until": ["Must be after since."]})
+        return attrs
+
+
+class TransactionFilterSet(FilterSet):
+    kind = serializers.RegexField(r"^[a-z_]{1,32}$", required=False,
+                                  help_text="Transaction kind, e.g. policy")
+    producer = serializers.RegexField(_IDENT, max_length=128, required=False,
+                                      help_text="Producer id")
+    height = serializers.IntegerField(min_value=0, max_value=_MAX_HEIGHT, required=False,
+                                      help_text="Only this block's transactions")
+    since = serializers.DateTimeField(required=False,
+                                      help_text="Created at or after (ISO 8601)")
+    until = serializers.DateTimeField(required=False, help_text="Created before (ISO 8601)")
+
+    def apply(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        data = self.validated_data
+        if "kind" in data:
+            queryset = queryset.filter(kind=data["kind"])
+        if "producer" in data:
+            queryset = queryset.filter(producer_id=data["producer"])
+        if "height" in data:
+            queryset = queryset.filter(block_height=data["height"])
+        if "since" in data:
+            queryset = queryset.filter(created_at__gte=data["since"])
+        if "until" in data:
+            queryset = queryset.filter(created_at__lt=data["until"])
+        return queryset
+
+
+class EvidenceFilterSet(FilterSet):
+    offender = serializers.CharField(max_length=300, required=False,
+                                     help_text="Offender id (validator id or entity)")
+    status = serializers.ChoiceField(choices=EvidenceStatus.choices, required=False)
+    height = serializers.IntegerField(min_value=0, max_value=_MAX_HEIGHT, required=False,
+                                      help_text="Height of the offence")
+    kind = serializers.RegexField(r"^[a-z_]{1,32}$", required=False)
+
+    def apply(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        data = self.validated_data
+        if "offender" in data:
+            queryset = queryset.filter(offender_id=data["offender"])
+        if "status" in data:
+            queryset = queryset.filter(status=data["status"])
+        if "height" in data:
+            queryset = queryset.filter(height=data["height"])
+        if "kind" in data:
+            queryset = queryset.filter(kind=data["kind"])
+        return queryset
+

@@ -1,0 +1,142 @@
+"""Reads behind the API. Each one is an index probe or an index range scan of bounded length.
+
+* blocks: primary key ``height``; by hash through the unique index on ``hash``;
+* transactions: primary key ``(block_height, idx)``; by id through ``transactions_tx_id_idx``;
+* evidence: primary key ``evidence_id``; by offender through ``evidence_offender_idx``;
+* validators: the ``validators_active_idx`` index (a few dozen rows at most);
+* node status: primary key ``node_id``.
+
+List querysets are ordered and sliced by :mod:`apps.api.pagination` (keyset, newest first).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError, connection
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from apps.evidence.models import Evidence
+from apps.ledger.models import Block as BlockRow
+from apps.ledger.models import Transaction as TransactionRow
+from apps.ledger.rows import load_block
+from apps.node.models import NodeStatus
+from apps.validators.models import Validator
+from cybermesh.protocol.consensus.messages import Block, QuorumCert
+from cybermesh.protocol.validator_set import QuorumMath, quorum_math
+
+_HASH = re.compile(r"^[0-9a-fA-F]{64}$")
+_HEIGHT = re.compile(r"^[0-9]{1,18}$")
+# Columns of a block list item (the payload and certificates' raw bytes stay in the table).
+_BLOCK_LIST_FIELDS = ("height", "block_hash", "parent_hash", "epoch", "view", "proposer_id",
+                      "timestamp_ms", "tx_count", "tx_root", "state_root", "result_state_root",
+                      "validator_set_hash", "committed_at", "qc")
+DEFAULT_READY_MAX_AGE_SECONDS = 30
+
+
+class BadIdentifier(ValueError):
+    """An identifier in a URL that is neither of the accepted forms."""
+
+
+def parse_block_identifier(identifier: str) -> tuple[str, Any]:
+    """``"123"`` -> ("height", 123); 64 hex characters -> ("hash", bytes)."""
+    if _HEIGHT.match(identifier):
+        return "height", int(identifier)
+    if _HASH.match(identifier):
+        return "hash", bytes.fromhex(identifier)
+    raise BadIdentifier("A block is named by its height (digits) or hash (64 hex characters).")
+
+
+def parse_hash(identifier: str, what: str) -> bytes:
+    if not _HASH.match(identifier):
+        raise BadIdentifier(f"A {what} id is 64 hex characters.")
+    return bytes.fromhex(identifier)
+
+
+def block_list() -> QuerySet[BlockRow]:
+    return BlockRow.objects.only(*_BLOCK_LIST_FIELDS)
+
+
+def find_block(identifier: str) -> BlockRow | None:
+    kind, value = parse_block_identifier(identifier)
+    rows = BlockRow.objects.all()
+    return (rows.filter(height=value) if kind == "height"
+            else rows.filter(block_hash=value)).first()
+
+
+def committed_block(height: int) -> tuple[Block, QuorumCert] | None:
+    """The block at ``height`` rebuilt from its rows (one index range scan over its
+    transactions), with its commit QC."""
+    return load_block(height)
+
+
+def latest_block() -> BlockRow | None:
+    return block_list().order_by("-height").first()
+
+
+def transaction_list() -> QuerySet[TransactionRow]:
+    return TransactionRow.objects.defer("payload", "signature", "public_key")
+
+
+def find_transaction(tx_id: bytes) -> TransactionRow | None:
+    """The committed transaction with this id (its first, non-replay occurrence)."""
+    return (TransactionRow.objects.filter(tx_id=tx_id)
+            .order_by("is_replay", "block_height", "idx").first())
+
+
+def evidence_list() -> QuerySet[Evidence]:
+    return Evidence.objects.defer("proof", "signature")
+
+
+def find_evidence(evidence_id: bytes) -> Evidence | None:
+    return Evidence.objects.filter(evidence_id=evidence_id).first()
+
+
+def active_validators() -> list[Validator]:
+    return list(Validator.objects.filter(active=True).order_by("validator_id"))
+
+
+def active_quorum(validators: list[Validator]) -> QuorumMath | None:
+    total = sum(validator.power for validator in validators)
+    return quorum_math(total) if total > 0 else None
+
+
+def node_status(node_id: str | None = None) -> NodeStatus | None:
+    return NodeStatus.objects.filter(node_id=node_id or settings.NODE_ID).first()
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    ready: bool
+    checks: dict[str, str]  # check -> "ok" or why not
+
+
+def readiness(*, max_age: timedelta | None = None) -> Readiness:
+    """Ready when the database answers and this node's status says synced, recently."""
+    checks: dict[str, str] = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except DatabaseError as error:
+        checks["database"] = f"unreachable: {type(error).__name__}"
+        return Readiness(False, checks)
+    checks["database"] = "ok"
+    status = node_status()
+    age_limit = max_age or timedelta(seconds=int(getattr(
+        settings, "READY_MAX_STATUS_AGE_SECONDS", DEFAULT_READY_MAX_AGE_SECONDS)))
+    if status is None:
+        checks["synced"] = "no status recorded for this node yet"
+    elif not status.synced:
+        checks["synced"] = f"not synced (height {status.height})"
+    elif timezone.now() - status.updated_at > age_limit:
+        checks["synced"] = (f"status is stale (last update {status.updated_at.isoformat()}, "
+                            f"limit {int(age_limit.total_seconds())} s)")
+    else:
+        checks["synced"] = "ok"
+    return Readiness(all(value == "ok" for value in checks.values()), checks)

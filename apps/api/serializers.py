@@ -1,0 +1,189 @@
+"""Read serializers: ledger rows and protocol values to JSON (bytes as lowercase hex).
+
+Blocks and certificates are rendered field for field as the protocol defines them, so a client
+can recompute a block id from ``header`` and check ``qc`` against the validator set without
+trusting this node (``cybermesh.verify`` does exactly that).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from apps.api.fields import Base64Field, HexField
+from apps.ledger.rows import decode_qc
+from cybermesh.protocol.consensus.messages import Block, QuorumCert
+
+
+class SignatureSerializer(serializers.Serializer):
+    validator_id = serializers.CharField()
+    signature = HexField()
+
+
+class QuorumCertSerializer(serializers.Serializer):
+    """A quorum certificate: votes of 2f+1 voting power for ``block_hash``."""
+
+    epoch = serializers.IntegerField()
+    view = serializers.IntegerField()
+    height = serializers.IntegerField()
+    block_hash = HexField()
+    signatures = SignatureSerializer(many=True)
+
+
+def qc_data(qc: QuorumCert) -> dict[str, Any]:
+    return {"epoch": qc.epoch, "view": qc.view, "height": qc.height,
+            "block_hash": qc.block_id.hex(),
+            "signatures": [{"validator_id": signer, "signature": signature.hex()}
+                           for signer, signature in qc.signatures]}
+
+
+class ValidatorEntrySerializer(serializers.Serializer):
+    validator_id = serializers.CharField()
+    public_key = HexField()
+    power = serializers.IntegerField()
+    address = serializers.CharField()
+
+
+class BlockHeaderSerializer(serializers.Serializer):
+    """Exactly the fields whose canonical CBOR array hashes (SHA-256) to the block id."""
+
+    epoch = serializers.IntegerField()
+    view = serializers.IntegerField()
+    height = serializers.IntegerField()
+    parent_hash = HexField()
+    proposer = serializers.CharField()
+    timestamp_ms = serializers.IntegerField()
+    payload_hash = HexField(help_text="SHA-256 of the block payload")
+    tx_root = HexField(help_text="RFC 9162 tree hash of the transaction ids")
+    state_root = HexField(help_text="State root after the parent block")
+    validator_set_hash = HexField()
+    justify_qc_digest = HexField(help_text="SHA-256 of the canonical justify QC")
+    next_validators = ValidatorEntrySerializer(many=True, allow_null=True)
+
+
+def header_data(block: Block) -> dict[str, Any]:
+    (epoch, view, height, parent, proposer, timestamp_ms, payload_hash, tx_root, state_root,
+     set_hash, qc_digest, _next) = block.header()
+    next_validators = None if block.next_validators is None else [
+        {"validator_id": v.validator_id, "public_key": v.public_key.hex(), "power": v.power,
+         "address": v.address} for v in block.next_validators]
+    return {"epoch": epoch, "view": view, "height": height,
+            "parent_hash": parent.hex(),  # type: ignore[union-attr]
+            "proposer": proposer, "timestamp_ms": timestamp_ms,
+            "payload_hash": payload_hash.hex(),  # type: ignore[union-attr]
+            "tx_root": tx_root.hex(), "state_root": state_root.hex(),  # type: ignore[union-attr]
+            "validator_set_hash": set_hash.hex(),  # type: ignore[union-attr]
+            "justify_qc_digest": qc_digest.hex(),  # type: ignore[union-attr]
+            "next_validators": next_validators}
+
+
+class BlockSerializer(serializers.Serializer):
+    height = serializers.IntegerField()
+    hash = HexField(source="block_hash")
+    parent_hash = HexField()
+    epoch = serializers.IntegerField()
+    view = serializers.IntegerField()
+    proposer = serializers.CharField(source="proposer_id")
+    timestamp_ms = serializers.IntegerField()
+    tx_count = serializers.IntegerField()
+    tx_root = HexField()
+    state_root = HexField(help_text="State root after the parent (the header's field)")
+    result_state_root = HexField(help_text="State root after executing this block")
+    validator_set_hash = HexField()
+    committed_at = serializers.DateTimeField()
+    qc = serializers.SerializerMethodField(help_text="The commit certificate of this block")
+
+    @extend_schema_field(QuorumCertSerializer)
+    def get_qc(self, row: Any) -> dict[str, Any]:
+        return qc_data(decode_qc(row.qc))
+
+
+class BlockDetailSerializer(BlockSerializer):
+    header = serializers.SerializerMethodField()
+    justify_qc = serializers.SerializerMethodField(help_text="The QC inside the block")
+
+    @extend_schema_field(BlockHeaderSerializer)
+    def get_header(self, row: Any) -> dict[str, Any]:
+        return header_data(self.context["block"])
+
+    @extend_schema_field(QuorumCertSerializer)
+    def get_justify_qc(self, row: Any) -> dict[str, Any]:
+        return qc_data(self.context["block"].qc)
+
+
+class TransactionSerializer(serializers.Serializer):
+    block_height = serializers.IntegerField()
+    index = serializers.IntegerField(source="idx")
+    tx_id = HexField()
+    kind = serializers.CharField()
+    producer_id = serializers.CharField()
+    created_at = serializers.DateTimeField(allow_null=True)
+    content_hash = HexField()
+    is_replay = serializers.BooleanField()
+
+
+class TransactionDetailSerializer(TransactionSerializer):
+    payload = Base64Field(help_text="The transaction's canonical wire bytes")
+    signature = HexField()
+    public_key = HexField()
+
+
+class EvidenceSerializer(serializers.Serializer):
+    evidence_id = HexField()
+    kind = serializers.CharField()
+    offender_id = serializers.CharField()
+    epoch = serializers.IntegerField()
+    view = serializers.IntegerField()
+    height = serializers.IntegerField()
+    reporter_id = serializers.CharField()
+    status = serializers.CharField()
+    committed_height = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+
+
+class EvidenceDetailSerializer(EvidenceSerializer):
+    proof = Base64Field()
+    signature = HexField()
+
+
+class ValidatorSerializer(serializers.Serializer):
+    validator_id = serializers.CharField()
+    public_key = HexField()
+    power = serializers.IntegerField()
+    address = serializers.CharField()
+    reputation_bps = serializers.IntegerField(source="reputation",
+                                              help_text="Reputation in basis points")
+    active = serializers.BooleanField()
+    joined_epoch = serializers.IntegerField()
+    joined_height = serializers.IntegerField()
+    updated_height = serializers.IntegerField()
+    updated_at = serializers.DateTimeField()
+
+
+class NodeStatusSerializer(serializers.Serializer):
+    node_id = serializers.CharField()
+    node_type = serializers.CharField()
+    epoch = serializers.IntegerField()
+    height = serializers.IntegerField()
+    view = serializers.IntegerField()
+    state_root = serializers.CharField()
+    synced = serializers.BooleanField()
+    voting = serializers.BooleanField()
+    peers = serializers.JSONField()
+    updated_at = serializers.DateTimeField()
+
+
+class QuorumSerializer(serializers.Serializer):
+    total_power = serializers.IntegerField()
+    max_faulty_power = serializers.IntegerField()
+    quorum_power = serializers.IntegerField()
+
+
+class StatusSerializer(serializers.Serializer):
+    node_id = serializers.CharField(help_text="The node answering")
+    node = NodeStatusSerializer(allow_null=True, help_text="Its status row (null: not started)")
+    latest_block = BlockSerializer(allow_null=True)
+    validators = ValidatorSerializer(many=True, help_text="Active validators")
+    quorum = QuorumSerializer(allow_null=True, help_text="Of the active validators")
