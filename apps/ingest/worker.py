@@ -1,0 +1,397 @@
+"""The Kafka ingest worker: ``ai.*`` topics -> mempool admission, nothing acknowledged lost.
+
+Each validator consumes the three ``ai.*`` topics in its own consumer group (every validator
+sees every event). One loop turn (:meth:`IngestWorker.step`):
+
+1. take a batch (at most ``batch_size`` messages) from the consumer;
+2. admit the values through :func:`apps.mempool.admission.admit_batch` (decode, size and
+   version, allowlisted producer, one batch of signature checks, replay window, dedupe, rate
+   limit, capacity), one call per source topic; it returns only when the admitted rows are
+   committed to the database;
+3. publish every refused event to ``<topic>.dlq`` with the reason in its headers and wait for
+   the broker's acknowledgement;
+4. commit, per partition, the offset after the last event that is admitted, a duplicate or
+   dead-lettered (synchronously, before the next batch).
+
+Failure handling, by kind:
+
+* transient (the database is busy or down, the DLQ write was not acknowledged): nothing is
+  committed; the batch is retried whole with full-jitter backoff. The partitions are paused
+  meanwhile and the consumer keeps polling, so it stays in its group; messages fetched before
+  the pause are carried to the next turn. Re-admitting is safe: the mempool answers
+  "duplicate" for what it already holds.
+* the mempool is full (``pool_full``, node-wide back-pressure): the partition is rewound to
+  the first such event, nothing after it is committed, and every partition is paused for
+  ``pause_s``; the events are offered again after the pause.
+* a producer over its rate or quota (``rate_limited`` / ``quota_exceeded``): dead-lettered
+  with ``dlq-retryable: true``. Holding them back would stall the partitions the flooding
+  producer shares with everyone else; the DLQ keeps them (re-drivable) and the others flow.
+* a bad event (forged, malformed, oversized, replayed, unauthorised, ...): dead-lettered.
+
+A crash anywhere (kill -9) loses nothing: offsets move only past events that are durable in
+the mempool or acknowledged by the DLQ topic, and redelivered events are de-duplicated by tx id.
+Memory is bounded by one batch plus librdkafka's bounded prefetch queue.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from django.db import DatabaseError, close_old_connections
+
+from apps.ingest import metrics
+from apps.ingest.dlq import result_headers
+from apps.mempool.admission import AdmissionReason, AdmissionResult, AdmissionStatus
+from cybermesh.db import TransactionRetryExhausted
+from cybermesh.kafka_config import dlq_topic
+from cybermesh.logging import get_logger
+
+__all__ = ["Disposition", "IngestStats", "IngestWorker", "TransientIngestError", "classify"]
+
+logger = get_logger(__name__)
+
+AdmitBatch = Callable[..., list[AdmissionResult]]
+MAX_SOURCE_CHARS = 64
+
+
+class TransientIngestError(RuntimeError):
+    """A failure that retrying fixes (the DLQ write was not acknowledged, ...)."""
+
+
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    DatabaseError, TransactionRetryExhausted, KafkaException, TransientIngestError)
+
+
+class Disposition:
+    """What becomes of one consumed message."""
+
+    DONE = "done"  # admitted or duplicate: durable in the mempool or the ledger
+    DEAD_LETTER = "dead_letter"  # refused: goes to <topic>.dlq, then counts as done
+    DEFER = "defer"  # the mempool is full: offer again after a pause
+
+
+def classify(result: AdmissionResult) -> str:
+    """The disposition of an admission result (see the module docstring for why)."""
+    if result.status is not AdmissionStatus.REJECTED:
+        return Disposition.DONE
+    if result.reason is AdmissionReason.POOL_FULL:
+        return Disposition.DEFER
+    return Disposition.DEAD_LETTER
+
+
+@dataclass
+class IngestStats:
+    batches: int = 0
+    messages: int = 0
+    admitted: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    deferred: int = 0
+    transient_retries: int = 0
+    commit_failures: int = 0
+    pauses: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in (
+            "batches", "messages", "admitted", "duplicates", "dead_lettered", "deferred",
+            "transient_retries", "commit_failures", "pauses", "by_reason")}
+
+
+def _position(message: Message) -> tuple[str, int]:
+    return (message.topic() or "", message.partition() or 0)
+
+
+def _offset(message: Message) -> int:
+    return message.offset() or 0
+
+
+def _source(topic: str) -> str:
+    return f"kafka:{topic}"[:MAX_SOURCE_CHARS]
+
+
+class IngestWorker:
+    """One consumer in the node's group, its DLQ producer, and the batch loop."""
+
+    def __init__(self, *, consumer_config: dict[str, Any], producer_config: dict[str, Any],
+                 topics: Sequence[str], admit: AdmitBatch, node_id: str,
+                 batch_size: int = 500, poll_timeout_s: float = 0.5, pause_s: float = 1.0,
+                 retry_base_s: float = 0.2, retry_max_s: float = 10.0,
+                 dlq_timeout_s: float = 30.0,
+                 clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+                 rng: random.Random | None = None) -> None:
+        self.topics = list(topics)
+        self.admit = admit
+        self.node_id = node_id
+        self.batch_size = max(1, batch_size)
+        self.poll_timeout_s = poll_timeout_s
+        self.pause_s = pause_s
+        self.retry_base_s = retry_base_s
+        self.retry_max_s = retry_max_s
+        self.dlq_timeout_s = dlq_timeout_s
+        self.clock_ms = clock_ms
+        self.rng = rng or random.Random()  # noqa: S311 - backoff jitter
+        self.stats = IngestStats()
+        self.stopping = False
+        self._consumer_config = consumer_config
+        self._producer_config = producer_config
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
+        self._carry: list[Message] = []
+        self._paused_until: float | None = None
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> IngestWorker:
+        self._consumer = Consumer(self._consumer_config)
+        self._producer = Producer(self._producer_config)
+        self._consumer.subscribe(self.topics, on_assign=self._on_assign,
+                                 on_revoke=self._on_revoke)
+        logger.info("ingest.started", topics=self.topics, node_id=self.node_id)
+        return self
+
+    def close(self) -> None:
+        """Leave the group. Nothing uncommitted is lost: it is redelivered to the next owner."""
+        if self._producer is not None:
+            self._producer.flush(self.dlq_timeout_s)
+            self._producer = None
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+        metrics.IN_FLIGHT.set(0)
+        metrics.PAUSED.set(0)
+
+    def run(self, *, should_stop: Callable[[], bool] | None = None,
+            max_idle_s: float | None = None) -> IngestStats:
+        """Loop :meth:`step` until ``should_stop()`` or ``stopping``, or ``max_idle_s``
+        without a message; then close."""
+        if self._consumer is None:
+            self.start()
+        last_message = time.monotonic()
+        try:
+            while not self.stopping and not (should_stop and should_stop()):
+                if self.step():
+                    last_message = time.monotonic()
+                elif max_idle_s is not None and time.monotonic() - last_message > max_idle_s:
+                    break
+        finally:
+            self.close()
+        return self.stats
+
+    @property
+    def consumer(self) -> Consumer:
+        if self._consumer is None:
+            raise RuntimeError("the ingest worker is not started")
+        return self._consumer
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        logger.info("ingest.assigned", partitions=[f"{p.topic}:{p.partition}"
+                                                   for p in partitions])
+        if self._paused_until is not None and partitions:
+            consumer.pause(partitions)
+
+    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        revoked = {(p.topic, p.partition) for p in partitions}
+        # Carried messages of revoked partitions belong to their next owner now.
+        self._carry = [m for m in self._carry if _position(m) not in revoked]
+        logger.info("ingest.revoked", partitions=sorted(f"{t}:{p}" for t, p in revoked))
+
+    # --- one loop turn ----------------------------------------------------------------------
+
+    def step(self) -> int:
+        """Consume one batch and see it through; return how many messages it held."""
+        consumer = self.consumer
+        if self._paused_until is not None:
+            if time.monotonic() < self._paused_until:
+                self._poll_while_paused(min(self.poll_timeout_s,
+                                            self._paused_until - time.monotonic()))
+                return 0
+            self._resume()
+        room = self.batch_size - len(self._carry)
+        fetched = consumer.consume(room, self.poll_timeout_s) if room > 0 else []
+        messages = self._carry + [m for m in fetched if self._usable(m)]
+        self._carry = []
+        if not messages:
+            return 0
+        metrics.IN_FLIGHT.set(len(messages))
+        started = time.monotonic()
+        self._see_through(messages)
+        metrics.BATCH_SECONDS.observe(time.monotonic() - started)
+        metrics.BATCH_SIZE.observe(len(messages))
+        metrics.IN_FLIGHT.set(len(self._carry))
+        self.stats.batches += 1
+        self.stats.messages += len(messages)
+        return len(messages)
+
+    @staticmethod
+    def _usable(message: Message) -> bool:
+        error = message.error()
+        if error is None:
+            return True
+        if error.code() != KafkaError._PARTITION_EOF:
+            # librdkafka reconnects and retries on its own; a fatal error surfaces here.
+            logger.warning("ingest.consumer_error", error=str(error))
+            if error.fatal():
+                raise KafkaException(error)
+        return False
+
+    def _see_through(self, messages: list[Message]) -> None:
+        attempt = 0
+        while True:
+            try:
+                close_old_connections()
+                dispositions = self._admit(messages)
+                self._dead_letter(messages, dispositions)
+                break
+            except TRANSIENT_ERRORS as error:
+                attempt += 1
+                self.stats.transient_retries += 1
+                metrics.TRANSIENT_RETRIES.labels(error=type(error).__name__).inc()
+                if self.stopping:
+                    # Shutting down: leave the batch uncommitted; it is redelivered.
+                    logger.warning("ingest.batch_abandoned_on_stop", messages=len(messages))
+                    return
+                delay = self.rng.uniform(0, min(self.retry_max_s,
+                                                self.retry_base_s * 2 ** min(attempt, 20)))
+                logger.warning("ingest.transient_failure", attempt=attempt,
+                               error=f"{type(error).__name__}: {error}"[:300],
+                               retry_in_s=round(delay, 3))
+                self._wait_paused(delay)
+        self._commit(messages, dispositions)
+
+    def _admit(self, messages: list[Message]) -> list[tuple[str, AdmissionResult]]:
+        by_topic: dict[str, list[int]] = {}
+        for index, message in enumerate(messages):
+            by_topic.setdefault(message.topic() or "", []).append(index)
+        dispositions: list[tuple[str, AdmissionResult] | None] = [None] * len(messages)
+        now_ms = self.clock_ms()
+        for topic, indexes in by_topic.items():
+            raws = [messages[index].value() or b"" for index in indexes]
+            results = self.admit(raws, now_ms=now_ms, source=_source(topic))
+            for index, result in zip(indexes, results, strict=True):
+                dispositions[index] = (classify(result), result)
+        return [item for item in dispositions if item is not None]
+
+    def _dead_letter(self, messages: list[Message],
+                     dispositions: list[tuple[str, AdmissionResult]]) -> None:
+        producer = self._producer
+        if producer is None:
+            raise RuntimeError("the ingest worker is not started")
+        failures: list[str] = []
+
+        def on_delivery(error: KafkaError | None, _message: Message) -> None:
+            if error is not None:
+                failures.append(str(error))
+
+        at_ms = self.clock_ms()
+        letters = 0
+        for message, (disposition, result) in zip(messages, dispositions, strict=True):
+            if disposition != Disposition.DEAD_LETTER:
+                continue
+            letters += 1
+            while True:
+                try:
+                    producer.produce(dlq_topic(message.topic() or ""), value=message.value(),
+                                     key=message.key(),
+                                     headers=result_headers(message, result,
+                                                            node_id=self.node_id, at_ms=at_ms),
+                                     on_delivery=on_delivery)
+                    break
+                except BufferError:
+                    producer.poll(0.1)
+        if not letters:
+            return
+        remaining = producer.flush(self.dlq_timeout_s)
+        if remaining or failures:
+            raise TransientIngestError(f"{remaining + len(failures)} of {letters} dead "
+                                       f"letters not acknowledged: "
+                                       f"{failures[0] if failures else 'timeout'}")
+
+    def _commit(self, messages: list[Message],
+                dispositions: list[tuple[str, AdmissionResult]]) -> None:
+        next_offsets: dict[tuple[str, int], int] = {}
+        rewind: dict[tuple[str, int], int] = {}
+        for message, (disposition, result) in zip(messages, dispositions, strict=True):
+            position = _position(message)
+            topic = position[0]
+            if disposition == Disposition.DEFER:
+                self.stats.deferred += 1
+                metrics.MESSAGES.labels(topic=topic, outcome="deferred").inc()
+                rewind.setdefault(position, _offset(message))
+                continue
+            if disposition == Disposition.DEAD_LETTER:
+                reason = result.reason.value if result.reason is not None else "unknown"
+                self.stats.dead_lettered += 1
+                self.stats.by_reason[reason] = self.stats.by_reason.get(reason, 0) + 1
+                metrics.DEAD_LETTERED.labels(reason=reason).inc()
+                metrics.MESSAGES.labels(topic=topic, outcome="dead_lettered").inc()
+            elif result.status is AdmissionStatus.ADMITTED:
+                self.stats.admitted += 1
+                metrics.MESSAGES.labels(topic=topic, outcome="admitted").inc()
+            else:
+                self.stats.duplicates += 1
+                metrics.MESSAGES.labels(topic=topic, outcome="duplicate").inc()
+            if position not in rewind:
+                next_offsets[position] = max(next_offsets.get(position, 0),
+                                             _offset(message) + 1)
+        offsets = [TopicPartition(topic, partition, offset)
+                   for (topic, partition), offset in sorted(next_offsets.items())]
+        if offsets:
+            try:
+                self.consumer.commit(offsets=offsets, asynchronous=False)
+            except KafkaException as error:
+                # Lost the partition in a rebalance, or the coordinator moved: the events are
+                # durable here and will be redelivered and answered "duplicate".
+                self.stats.commit_failures += 1
+                metrics.COMMIT_FAILURES.inc()
+                logger.warning("ingest.commit_failed", error=str(error))
+        if rewind:
+            self._back_off_full_pool(rewind)
+
+    # --- back-pressure ----------------------------------------------------------------------
+
+    def _back_off_full_pool(self, rewind: dict[tuple[str, int], int]) -> None:
+        consumer = self.consumer
+        for (topic, partition), offset in rewind.items():
+            consumer.seek(TopicPartition(topic, partition, offset))
+        self._carry = [m for m in self._carry if _position(m) not in rewind]
+        self._pause(self.pause_s)
+        logger.info("ingest.paused_pool_full", pause_s=self.pause_s,
+                    partitions=sorted(f"{t}:{p}@{o}" for (t, p), o in rewind.items()))
+
+    def _pause(self, seconds: float) -> None:
+        consumer = self.consumer
+        assignment = consumer.assignment()
+        if assignment:
+            consumer.pause(assignment)
+        if self._paused_until is None:
+            self.stats.pauses += 1
+            metrics.PAUSES.inc()
+        self._paused_until = time.monotonic() + seconds
+        metrics.PAUSED.set(1)
+
+    def _resume(self) -> None:
+        consumer = self.consumer
+        assignment = consumer.assignment()
+        if assignment:
+            consumer.resume(assignment)
+        self._paused_until = None
+        metrics.PAUSED.set(0)
+
+    def _poll_while_paused(self, seconds: float) -> None:
+        """Keep the group membership alive while paused; keep anything already fetched."""
+        message = self.consumer.poll(max(0.0, seconds))
+        if message is not None and self._usable(message):
+            self._carry.append(message)
+
+    def _wait_paused(self, seconds: float) -> None:
+        self._pause(seconds)
+        deadline = time.monotonic() + seconds
+        while not self.stopping and time.monotonic() < deadline:
+            self._poll_while_paused(min(0.2, deadline - time.monotonic()))
+        self._resume()
