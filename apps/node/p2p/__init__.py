@@ -10,7 +10,12 @@ from apps.node.p2p.framing import Topic
 from apps.node.p2p.peers import NetworkStats, NodeIdentity, PeerStatus
 from apps.node.p2p.ratelimit import RateLimit
 from apps.node.p2p.scoring import ScoringConfig
-from apps.node.p2p.tls import certificate_for, check_validator_certificates, identity_from_pem
+from apps.node.p2p.tls import (
+    certificate_for,
+    check_validator_certificates,
+    genesis_certificates,
+    identity_from_pem,
+)
 from apps.node.p2p.transport import PeerNetwork
 
 __all__ = [
@@ -27,5 +32,6 @@ __all__ = [
     "Topic",
     "certificate_for",
     "check_validator_certificates",
+    "genesis_certificates",
     "identity_from_pem",
 ]

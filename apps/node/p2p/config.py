@@ -90,6 +90,7 @@ class NetworkConfig:
     idle_timeout: float = 10.0
     tick_interval: float = 0.25
     send_queue_frames: int = 1024
+    send_queue_bytes: int = 64 * 1024 * 1024
     max_pending_handshakes: int = 64
     max_reply_credits: int = 64
 

@@ -4,7 +4,9 @@ The writer task owns ``writer.write`` for queued frames; control frames that mus
 once (goodbye before a close) are written directly, which is safe because each ``write`` call
 hands a whole frame to the transport. A full send queue drops the frame rather than blocking
 the sender: one slow peer must not stall broadcasts to the others, and consensus recovers lost
-messages by its own timeouts and block sync.
+messages by its own timeouts and block sync. The queue is bounded in frames and in bytes (a
+single frame larger than the byte bound still goes when the queue is empty), so a stalled peer
+costs at most that much memory.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ class Link:
 
     def __init__(self, *, peer_id: str, dialer: str, outbound: bool,
                  reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 queue_size: int, now: float) -> None:
+                 queue_size: int, queue_bytes: int, now: float) -> None:
         self.peer_id = peer_id
         self.dialer = dialer
         self.outbound = outbound
@@ -34,6 +36,8 @@ class Link:
         self.in_callback = False
         self.closed = asyncio.Event()
         self._queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=queue_size)
+        self._max_queued_bytes = queue_bytes
+        self._queued_bytes = 0
         self._writer_task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -41,18 +45,23 @@ class Link:
                                                 name=f"p2p-write-{self.peer_id}")
 
     def enqueue(self, frame: bytes) -> bool:
+        """Queue a frame; False when closed or full (by count, or by bytes unless empty)."""
         if self.closed.is_set():
+            return False
+        if self._queued_bytes and self._queued_bytes + len(frame) > self._max_queued_bytes:
             return False
         try:
             self._queue.put_nowait(frame)
         except asyncio.QueueFull:
             return False
+        self._queued_bytes += len(frame)
         return True
 
     async def _write_loop(self) -> None:
         try:
             while True:
                 frame = await self._queue.get()
+                self._queued_bytes -= len(frame)
                 self.writer.write(frame)
                 if self._queue.empty():
                     await self.writer.drain()

@@ -213,3 +213,28 @@ def build_contexts(signing_key: SigningKey, certificate_pem: bytes,
     server.num_tickets = 0  # no resumption: every connection shows its certificate
     client = _context(ssl.PROTOCOL_TLS_CLIENT, signing_key, certificate_pem, trusted)
     return TlsContexts(server=server, client=client)
+
+
+MAX_CERTIFICATE_PEM = 4096
+
+
+def genesis_certificates(document: Mapping[str, object]) -> dict[str, bytes]:
+    """``validator id -> PEM`` from a parsed genesis JSON document's
+    ``validators[i].tls_certificate`` fields (validators without one are skipped; the
+    network then refuses to start, naming them). Checks shape and size only:
+    :func:`check_validator_certificates` checks the certificates against the validator set."""
+    certificates: dict[str, bytes] = {}
+    validators = document.get("validators")
+    if not isinstance(validators, list):
+        raise P2PConfigError("genesis has no validators list")
+    for entry in validators:
+        if not isinstance(entry, dict) or "tls_certificate" not in entry:
+            continue
+        validator_id, pem = entry.get("id"), entry["tls_certificate"]
+        if not isinstance(validator_id, str) or not isinstance(pem, str):
+            raise P2PConfigError("genesis tls_certificate must be a PEM string per validator id")
+        if len(pem) > MAX_CERTIFICATE_PEM or not pem.isascii():
+            raise P2PConfigError(f"validator {validator_id!r}: tls_certificate is not a "
+                                 f"PEM certificate of at most {MAX_CERTIFICATE_PEM} bytes")
+        certificates[validator_id] = pem.encode("ascii")
+    return certificates

@@ -264,7 +264,11 @@ class PeerNetwork:
         if link is not None:
             link.close(goodbye=_R.QUARANTINED.value)
         if self._on_quarantine is not None:
-            self._on_quarantine(peer_id, reason)
+            try:
+                self._on_quarantine(peer_id, reason)
+            except Exception:  # noqa: BLE001 -- an audit bug must not undo the quarantine
+                self.stats.callback_errors += 1
+                self._log.exception("p2p.on_quarantine_failed", peer=peer_id)
 
     def reward(self, peer_id: str) -> None:
         if peer_id in self._peers:
@@ -289,7 +293,9 @@ class PeerNetwork:
     def _count_refused(self, reason: RefusalReason, peer: str, detail: str) -> None:
         self.stats.refused[reason] += 1
         metrics.REFUSED_CONNECTIONS.labels(self._own_id, reason.value).inc()
-        self._log.info("p2p.refused", reason=reason.value, peer=peer, detail=detail)
+        # A peer that is down is re-dialled with backoff: that is routine, not news.
+        log = self._log.debug if reason is _R.CONNECT_FAILED else self._log.info
+        log("p2p.refused", reason=reason.value, peer=peer, detail=detail)
 
     def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # Our own task, not the server's: stop() cancels it, and Python 3.11's stream server
@@ -309,6 +315,7 @@ class PeerNetwork:
         link = Link(peer_id=peer_id, dialer=self._own_id if authenticated.outbound else peer_id,
                     outbound=authenticated.outbound, reader=authenticated.reader,
                     writer=authenticated.writer, queue_size=self._config.send_queue_frames,
+                    queue_bytes=self._config.send_queue_bytes,
                     now=asyncio.get_running_loop().time())
         return link if self._register(link) else None
 
@@ -357,10 +364,10 @@ class PeerNetwork:
         except FrameError as error:
             self._log.info("p2p.bad_frame", peer=link.peer_id, detail=error.detail)
             self.penalize(link.peer_id, error.reason)
-        except (*_READ_ERRORS, OSError):
+        except _READ_ERRORS:  # the peer went away (ssl.SSLError is an OSError)
             pass
-        except Exception as error:  # noqa: BLE001 -- includes ssl.SSLError; the link ends
-            self._log.info("p2p.link_error", peer=link.peer_id, error=type(error).__name__)
+        except Exception:  # noqa: BLE001 -- a bug: end this link loudly, keep the others
+            self._log.exception("p2p.link_failed", peer=link.peer_id)
         finally:
             link.close()
             self._unregister(link)

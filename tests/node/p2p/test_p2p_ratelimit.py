@@ -95,3 +95,18 @@ def test_dedup_keeps_the_link_dialled_by_the_lower_id_on_both_ends():
     # Same dialler again: it reconnected, the new link wins.
     assert keep_new_link("a", "b", existing_dialer="a", new_dialer="a")
     assert keep_new_link("b", "a", existing_dialer="b", new_dialer="b")
+
+
+def test_send_queue_is_bounded_in_frames_and_bytes():
+    from apps.node.p2p.link import Link
+    link = Link(peer_id="b", dialer="a", outbound=True, reader=None, writer=None,  # type: ignore[arg-type]
+                queue_size=3, queue_bytes=100, now=0.0)
+    assert link.enqueue(b"x" * 500)        # an empty queue takes one oversized frame
+    assert not link.enqueue(b"x")          # ... but nothing more while it waits
+    link = Link(peer_id="b", dialer="a", outbound=True, reader=None, writer=None,  # type: ignore[arg-type]
+                queue_size=3, queue_bytes=100, now=0.0)
+    assert link.enqueue(b"x" * 60)
+    assert not link.enqueue(b"x" * 41)
+    assert link.enqueue(b"x" * 20)
+    assert link.enqueue(b"x" * 20)
+    assert not link.enqueue(b"")           # frame count bound

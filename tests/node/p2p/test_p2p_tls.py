@@ -122,3 +122,23 @@ def test_contexts_refuse_a_certificate_that_is_not_ours():
     with pytest.raises(P2PConfigError, match="does not hold our signing key"):
         other = certificate_for(key(1), "node-1", "127.0.0.1:7001")
         build_contexts(key(0), other, [other])
+
+
+def test_genesis_certificates_round_trip_through_a_genesis_document():
+    from apps.node.p2p.tls import genesis_certificates
+    from cybermesh.protocol.genesis import genesis_document
+    validators = [(f"node-{i}", key(i).public_key.raw, 1, f"127.0.0.1:{7000 + i}")
+                  for i in range(4)]
+    document = genesis_document(chain_id="c", genesis_time_ms=0, validators=validators)
+    for entry, (validator_id, _key, _power, address) in zip(
+            document["validators"], validators, strict=True):
+        entry["tls_certificate"] = certificate_for(
+            key(int(validator_id[-1])), validator_id, address).decode("ascii")
+    certificates = genesis_certificates(document)
+    validator_set = ValidatorSet(epoch=0, validators=tuple(
+        Validator(v, k, p, a) for v, k, p, a in validators))
+    assert sorted(check_validator_certificates(validator_set, certificates)) == [
+        "node-0", "node-1", "node-2", "node-3"]
+    document["validators"][0]["tls_certificate"] = "x" * 5000
+    with pytest.raises(P2PConfigError, match="at most"):
+        genesis_certificates(document)
