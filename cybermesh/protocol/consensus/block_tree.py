@@ -32,6 +32,15 @@ class BlockTree:
             block = self._window.get(block_id)
         return block
 
+    def is_committed(self, block_id: bytes) -> bool:
+        return block_id == self.committed.block_id or block_id in self._window
+
+    def knows_committed_height(self, height: int) -> bool:
+        """Whether the committed block at ``height`` is still held (tip or window)."""
+        lowest = next(iter(self._window.values())).height if self._window \
+            else self.committed.height
+        return lowest <= height <= self.committed.height
+
     def insert(self, block: Block) -> bool:
         """Keep ``block`` if it is above the committed tip (and the store is not full)."""
         if block.height <= self.committed.height or block.block_id in self._blocks:

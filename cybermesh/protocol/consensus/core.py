@@ -39,6 +39,7 @@ from cybermesh.protocol.consensus.events import (
     PersistSafetyData,
     ReportEvidence,
     RequestPayload,
+    SafetyAlarm,
     ScheduleTimer,
     Send,
     Start,
@@ -338,11 +339,15 @@ class ConsensusCore:
 
     # ------------------------------------------------------------------ commit rule
 
-    def try_commit(self, qc: QuorumCert, sender: str | None) -> None:
+    def try_commit(  # noqa: PLR0911 -- one exit per case of the rule
+            self, qc: QuorumCert, sender: str | None) -> None:
         """Apply the 2-chain commit rule to a verified QC for block B1."""
         tree = self.tree
-        if qc.height <= tree.committed.height + 1 or qc.epoch != self.epoch.epoch:
-            return  # B0 would be at or below the committed tip
+        if qc.epoch != self.epoch.epoch:
+            return
+        if qc.height <= tree.committed.height + 1:
+            self._check_old_two_chain(qc)  # B0 at or below the tip: it must be committed
+            return
         b1 = tree.get(qc.block_id)
         if b1 is None:
             self._pending_commit = qc
@@ -358,11 +363,24 @@ class ConsensusCore:
         if not chain:
             return
         if chain[0].parent_id != tree.committed.block_id:
-            self.stats.conflicts += 1  # a certified chain that forks below the committed tip
+            self._alarm(tree.committed.height, chain[0].block_id)
             return
         if self._pending_commit is not None and self._pending_commit.view <= qc.view:
             self._pending_commit = None
         self._commit(chain, b1, qc)
+
+    def _check_old_two_chain(self, qc: QuorumCert) -> None:
+        b1 = self.tree.get(qc.block_id)
+        if b1 is None or b1.qc.view == 0 or b1.view != b1.qc.view + 1:
+            return
+        b0_height = b1.qc.height
+        if self.tree.knows_committed_height(b0_height) \
+                and not self.tree.is_committed(b1.qc.block_id):
+            self._alarm(b0_height, b1.qc.block_id)
+
+    def _alarm(self, height: int, conflicting_id: bytes) -> None:
+        self.stats.conflicts += 1
+        self._actions.append(SafetyAlarm(height, self.tree.committed.block_id, conflicting_id))
 
     def _someone_in(self, qc: QuorumCert) -> str | None:
         for signer in qc.signers:
@@ -415,11 +433,15 @@ class ConsensusCore:
                       timestamp_ms=timestamp, payload=payload, tx_root=event.tx_root,
                       state_root=event.state_root, validator_set_hash=self._set_digest, qc=qc,
                       next_validators=event.next_validators)
-        signature = self.signer.sign(self.domains.proposal, block.statement())
+        try:
+            signature, data = self.safety.sign_proposal(block)
+        except SafetyRuleViolation:
+            return
         self.stats.proposals += 1
         self._seen_proposals[(view, self.validator_id)] = SignedStatement(
             block.block_id, block.height, signature)
-        self._broadcast(Proposal(block=block, tc=tc, signature=signature))
+        proposal = Proposal(block=block, tc=tc, signature=signature)
+        self._persist_then(data, lambda: self._broadcast(proposal))
 
     def _proposal_well_formed(self, proposal: Proposal) -> bool:
         block, tc = proposal.block, proposal.tc

@@ -141,5 +141,18 @@ class EnterEpoch:
     member: bool
 
 
+@dataclass(frozen=True, slots=True)
+class SafetyAlarm:
+    """A certified 2-chain conflicts with this node's committed prefix: safety is broken.
+
+    Only possible with more than f faulty power (or a bug). The runtime must stop the node and
+    alert an operator; the node commits nothing on the conflicting chain.
+    """
+
+    height: int
+    committed_id: bytes
+    conflicting_id: bytes
+
+
 Action = (Send | Broadcast | PersistSafetyData | CommitBlocks | ScheduleTimer | RequestPayload
-          | ReportEvidence | EnterEpoch)
+          | ReportEvidence | EnterEpoch | SafetyAlarm)

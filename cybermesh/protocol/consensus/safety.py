@@ -36,6 +36,7 @@ class Rule(enum.Enum):
     TIMEOUT_NOT_BELOW_LAST_VOTE = "timeout_not_below_last_vote"
     TIMEOUT_RAISES_LAST_VOTED_VIEW = "timeout_raises_last_voted_view"
     PERSIST_BEFORE_SEND = "persist_before_send"
+    PROPOSAL_VIEW_MONOTONIC = "proposal_view_monotonic"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,11 +52,12 @@ class SafetyData:
     last_vote: Vote | None = None
     highest_qc_view: int = 0
     highest_timeout_view: int = 0
+    last_proposed_view: int = 0
 
     def to_bytes(self) -> bytes:
         vote = None if self.last_vote is None else self.last_vote.to_cbor()
         return encode([1, self.epoch, self.last_voted_view, vote, self.highest_qc_view,
-                       self.highest_timeout_view])
+                       self.highest_timeout_view, self.last_proposed_view])
 
     @classmethod
     def from_bytes(cls, data: bytes) -> SafetyData:
@@ -64,18 +66,19 @@ class SafetyData:
             value = decode(data, DecodeLimits(max_bytes=4096, max_depth=4, max_items=64))
         except CodecError as error:
             raise ValueError(f"safety data: {error}") from None
-        if not (isinstance(value, list) and len(value) == 6 and value[0] == 1):
+        if not (isinstance(value, list) and len(value) == 7 and value[0] == 1):
             raise ValueError("safety data: unknown layout")
-        _, epoch, last_voted, vote, qc_view, timeout_view = value
+        _, epoch, last_voted, vote, qc_view, timeout_view, proposed_view = value
         last_vote = None
         if vote is not None:
             last_vote = parse_vote_body(vote)
-        for number in (epoch, last_voted, qc_view, timeout_view):
+        for number in (epoch, last_voted, qc_view, timeout_view, proposed_view):
             if type(number) is not int or number < 0:
                 raise ValueError("safety data: counters must be non-negative integers")
         return cls(epoch=epoch, last_voted_view=last_voted,  # type: ignore[arg-type]
                    last_vote=last_vote, highest_qc_view=qc_view,  # type: ignore[arg-type]
-                   highest_timeout_view=timeout_view)  # type: ignore[arg-type]
+                   highest_timeout_view=timeout_view,  # type: ignore[arg-type]
+                   last_proposed_view=proposed_view)  # type: ignore[arg-type]
 
 
 class SafetyRules:
@@ -143,6 +146,20 @@ class SafetyRules:
                              last_vote=vote,
                              highest_qc_view=max(data.highest_qc_view, qc_view))
         return vote, self._data
+
+    def sign_proposal(self, block: Block) -> tuple[bytes, SafetyData]:
+        """Sign ``block`` as its proposer: one proposal per view, even across a crash.
+
+        A leader that crashed after broadcasting a proposal and restarted would otherwise build
+        a second block for the same view (another timestamp) and equivocate without any fault
+        of its own; persisting the view closes that hole.
+        """
+        data = self._data
+        self._check(Rule.PROPOSAL_VIEW_MONOTONIC, block.view > data.last_proposed_view,
+                    f"view {block.view} <= last proposed view {data.last_proposed_view}")
+        signature = self._signer.sign(self._domains.proposal, block.statement())
+        self._data = replace(data, last_proposed_view=max(data.last_proposed_view, block.view))
+        return signature, self._data
 
     def make_timeout(self, view: int, high_qc: QuorumCert,
                      tc: TimeoutCert | None) -> tuple[Timeout, SafetyData]:

@@ -11,7 +11,14 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from cybermesh.protocol.consensus.events import Action, Broadcast, Send
-from cybermesh.protocol.consensus.messages import Block, Message, Proposal, QuorumCert, Vote
+from cybermesh.protocol.consensus.messages import (
+    Block,
+    Message,
+    Proposal,
+    QuorumCert,
+    Timeout,
+    Vote,
+)
 from cybermesh.protocol.consensus.wire import encode_message
 
 if TYPE_CHECKING:
@@ -62,7 +69,7 @@ def _stale_block(instance: Instance, proposal: Proposal) -> Block | None:
     return replace(block, parent_id=chosen.block_id, height=chosen.height + 1, qc=chosen)
 
 
-def rewrite(  # noqa: PLR0912 -- one branch per fault kind
+def rewrite(  # noqa: PLR0912, PLR0915 -- one branch per fault kind
         sim: Simulation, instance: Instance, actions: list[Action]) -> list[Outgoing]:
     """What the faulty ``instance`` sends instead of ``actions``."""
     fault = instance.fault
@@ -84,13 +91,24 @@ def rewrite(  # noqa: PLR0912 -- one branch per fault kind
             out.extend(Send(t, twin) for t in targets[half:])
             crosswise: list[Action] = [Send(t, twin) for t in targets[:half]]
             crosswise += [Send(t, message) for t in targets[half:]]
-            sim.later(instance, 3 * sim.config.delay_max_ms, crosswise)
+            for factor in (3, 20, 60):  # again later, to reach nodes that restarted meanwhile
+                sim.later(instance, factor * sim.config.delay_max_ms, crosswise)
             continue
         if fault is Fault.STALE_FORK and isinstance(action, Broadcast) \
                 and isinstance(message, Proposal):
             stale = _stale_block(instance, message)
             if stale is not None:
-                out.append(Broadcast(_resign(instance, stale, message)))
+                # First hand everyone the real QC (as a timeout's sync information) so they
+                # enter the view, then the fork that ignores it.
+                core = instance.core
+                sync = Timeout(epoch=message.epoch, view=message.view - 1,
+                               high_qc=message.block.qc, sender=instance.validator_id,
+                               signature=b"")
+                sync = replace(sync, signature=core.signer.sign(core.domains.timeout,
+                                                                sync.statement()))
+                out.append(Broadcast(sync))
+                sim.later(instance, sim.config.delay_max_ms + 1,
+                          [Broadcast(_resign(instance, stale, message))])
                 continue
         if fault is Fault.DOUBLE_VOTE and isinstance(action, Send) and isinstance(message, Vote):
             core = instance.core

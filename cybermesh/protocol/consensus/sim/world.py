@@ -31,6 +31,7 @@ from cybermesh.protocol.consensus.events import (
     PersistSafetyData,
     ReportEvidence,
     RequestPayload,
+    SafetyAlarm,
     ScheduleTimer,
     Send,
     Start,
@@ -264,7 +265,7 @@ class Simulation:
 
     def _connected(self, src: Instance, dst: Instance) -> bool:
         scenario = self.config.scenario
-        if scenario is not None:
+        if scenario is not None and self.now < self.config.heal_at_ms:
             view = src.core.view
             if 1 <= view <= len(scenario.views):
                 groups = scenario.views[view - 1][0]
@@ -313,7 +314,8 @@ class Simulation:
         if crash_now:
             self._crash(inst)
 
-    def _execute(self, inst: Instance, action: Outgoing) -> None:  # noqa: PLR0912
+    def _execute(  # noqa: PLR0912
+            self, inst: Instance, action: Outgoing) -> None:
         if isinstance(action, Send):
             item = self._wire(action.message)
             for index in self.by_id.get(action.to, ()):
@@ -346,6 +348,10 @@ class Simulation:
             self.result.evidence += 1
             if inst.honest:
                 self.checker.on_evidence(inst.validator_id, action.evidence)
+        elif isinstance(action, SafetyAlarm):
+            if inst.honest:
+                self.checker.fail("agreement", f"{inst.validator_id} saw a certified 2-chain "
+                                  f"conflicting with its committed block at {action.height}")
         elif isinstance(action, EnterEpoch):
             inst.ledger.epoch = inst.core.epoch
             inst.ledger.tip_qc = None
