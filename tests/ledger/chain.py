@@ -212,3 +212,21 @@ def executed_chain(builder: ChainBuilder, count: int, *, seed: int,
         items.append(CommittedItem(block, qc, executed.execution, root))
         state, parent, parent_qc = executed.state, block, qc
     return items
+
+
+def replay_into_database(seed: int, blocks: int, *, snapshot_interval: int) -> dict[int, bytes]:
+    """Commit the executed test chain into the current database; return its roots."""
+    from apps.state.execution import LedgerExecutor, commit_genesis, commit_with_executor
+    from apps.state.models import StateVersion
+    builder = ChainBuilder()
+    items = executed_chain(builder, blocks, seed=seed)
+    state = genesis_state(chain_id=builder.chain_id, genesis_time_ms=GENESIS_TIME_MS,
+                          validators=builder.validator_set.validators)
+    commit_genesis(state=state, block=items[0].block, qc=items[0].qc,
+                   snapshot_interval=snapshot_interval)
+    executor = LedgerExecutor(state)
+    for item in items[1:]:
+        commit_with_executor(executor=executor, block=item.block, qc=item.qc,
+                             snapshot_interval=snapshot_interval)
+    return {version: bytes(root) for version, root in
+            StateVersion.objects.order_by("version").values_list("version", "root_hash")}

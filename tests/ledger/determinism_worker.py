@@ -24,7 +24,7 @@ def main() -> None:
 
     connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
     try:
-        from tests.ledger.test_determinism import replay_into_database
+        from tests.ledger.chain import replay_into_database
         roots = replay_into_database(seed, blocks, snapshot_interval=7)
         print(json.dumps({str(height): root.hex() for height, root in roots.items()}))
     finally:

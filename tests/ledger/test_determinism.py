@@ -22,31 +22,13 @@ from django.db import connection
 
 from apps.ledger.models import Block as BlockRow
 from apps.ledger.models import OutboxMessage
-from apps.state.execution import LedgerExecutor, commit_genesis, commit_with_executor
-from apps.state.models import StateVersion
-from cybermesh.protocol.executor import genesis_state
-from tests.ledger.chain import GENESIS_TIME_MS, ChainBuilder, executed_chain
+from apps.state.execution import LedgerExecutor, commit_with_executor
+from tests.ledger.chain import ChainBuilder, executed_chain, replay_into_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 REPO = Path(__file__).resolve().parents[2]
 BLOCKS = 40
-
-
-def replay_into_database(seed: int, blocks: int, *, snapshot_interval: int) -> dict[int, bytes]:
-    """Commit the executed test chain into the current database; return its roots."""
-    builder = ChainBuilder()
-    items = executed_chain(builder, blocks, seed=seed)
-    state = genesis_state(chain_id=builder.chain_id, genesis_time_ms=GENESIS_TIME_MS,
-                          validators=builder.validator_set.validators)
-    commit_genesis(state=state, block=items[0].block, qc=items[0].qc,
-                   snapshot_interval=snapshot_interval)
-    executor = LedgerExecutor(state)
-    for item in items[1:]:
-        commit_with_executor(executor=executor, block=item.block, qc=item.qc,
-                             snapshot_interval=snapshot_interval)
-    return {version: bytes(root) for version, root in
-            StateVersion.objects.order_by("version").values_list("version", "root_hash")}
 
 
 def test_two_fresh_databases_reach_identical_state_roots_at_every_height() -> None:
