@@ -40,15 +40,14 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Count, F, Sum
 
-from apps.ledger.models import Transaction as LedgerTransaction
-from apps.mempool import metrics
-from apps.mempool.models import MempoolTransaction, PoolStats, ProducerNonce, RateBucket
+from apps.mempool import metrics, store
+from apps.mempool.models import MempoolTransaction, PoolStats, RateBucket
 from apps.mempool.producers import AllowlistFile, Producer, ProducerAllowlist
 from apps.mempool.ratelimit import Bucket, refill, take
 from cybermesh.db import run_serializable
 from cybermesh.protocol.block_builder import WEIGHT_UNIT_MS, tx_weight
 from cybermesh.protocol.crypto.replay import ReplayVerdict, check_skew
-from cybermesh.protocol.crypto.signing import PublicKey, verify_batch
+from cybermesh.protocol.crypto.signing import PublicKey, key_id_for, verify_batch
 from cybermesh.protocol.txs.envelope import MAX_TX_BYTES, Transaction, decode_transaction
 from cybermesh.protocol.txs.errors import TxRejected, TxRejectReason
 
@@ -261,6 +260,7 @@ class _Pending:
     index: int
     transaction: Transaction
     producer: Producer
+    key_id: str
     nonce: bytes
     weight: int
     priority: int
@@ -374,7 +374,7 @@ class AdmissionPipeline:
                 if found is None:
                     raise AdmissionRejected(
                         _R.UNKNOWN_PRODUCER, f"producer {transaction.producer_id!r} with key "
-                        f"{PublicKey.from_bytes(transaction.public_key).key_id} is not "
+                        f"{key_id_for(transaction.public_key)} is not "
                         "allowlisted", tx_id=transaction.tx_id)
                 authorised.append((index, transaction, *found))
             except AdmissionRejected as error:
@@ -383,7 +383,7 @@ class AdmissionPipeline:
                                     transaction.signature)
                                    for _, transaction, _, key in authorised]))
         pending: list[_Pending] = []
-        for position, (index, transaction, producer, _) in enumerate(authorised):
+        for position, (index, transaction, producer, key) in enumerate(authorised):
             try:
                 if position in failed:
                     raise AdmissionRejected(_R.BAD_SIGNATURE, "signature does not verify",
@@ -398,7 +398,8 @@ class AdmissionPipeline:
                 continue
             weight = tx_weight(transaction)
             pending.append(_Pending(index=index, transaction=transaction, producer=producer,
-                                    nonce=nonce_bytes(transaction.nonce), weight=weight,
+                                    key_id=key.key_id, nonce=nonce_bytes(transaction.nonce),
+                                    weight=weight,
                                     priority=weight * WEIGHT_UNIT_MS
                                     - transaction.created_at_ms))
         return pending
@@ -446,12 +447,8 @@ class AdmissionPipeline:
 
     def _check_nonces(self, pending: list[_Pending], outcome: _DatabaseOutcome
                       ) -> list[_Pending]:
-        rows = ProducerNonce.objects.filter(
-            producer_id__in={item.producer.producer_id for item in pending},
-            nonce__in={item.nonce for item in pending},
-        ).values_list("producer_id", "nonce", "tx_id")
-        recorded = {(producer_id, bytes(nonce)): bytes(tx_id)
-                    for producer_id, nonce, tx_id in rows}
+        recorded = store.recorded_nonces(
+            list({(item.producer.producer_id, item.nonce) for item in pending}))
         live: list[_Pending] = []
         for item in pending:
             earlier = recorded.get((item.producer.producer_id, item.nonce))
@@ -468,11 +465,7 @@ class AdmissionPipeline:
     def _dedupe(live: list[_Pending], outcome: _DatabaseOutcome) -> list[_Pending]:
         if not live:
             return []
-        ids = [item.tx_id for item in live]
-        known = {bytes(tx_id) for tx_id in MempoolTransaction.objects.filter(
-            tx_id__in=ids).values_list("tx_id", flat=True)}
-        known.update(bytes(tx_id) for tx_id in LedgerTransaction.objects.filter(
-            tx_id__in=ids).values_list("tx_id", flat=True))
+        known = store.known_tx_ids([item.tx_id for item in live])
         fresh: list[_Pending] = []
         for item in live:
             if item.tx_id in known:
@@ -556,18 +549,15 @@ class AdmissionPipeline:
                 MempoolTransaction.objects.filter(tx_id__in=list(evictions.values())).delete()
                 outcome.evicted = len(evictions)
         ttl = self.config.ttl_ms
-        MempoolTransaction.objects.bulk_create([MempoolTransaction(
+        store.insert_transactions([store.NewTransaction(
             tx_id=item.tx_id, wire=item.transaction.wire, kind=item.transaction.kind.value,
-            producer_id=item.producer.producer_id,
-            key_id=PublicKey.from_bytes(item.transaction.public_key).key_id,
-            nonce=item.nonce, created_at_ms=item.transaction.created_at_ms,
-            admitted_at_ms=now_ms, expires_at_ms=item.transaction.created_at_ms + ttl,
-            weight=item.weight, priority=item.priority,
-            size_bytes=len(item.transaction.wire), source=source) for item in admitted])
-        ProducerNonce.objects.bulk_create([ProducerNonce(
-            producer_id=item.producer.producer_id, nonce=item.nonce, tx_id=item.tx_id,
-            created_at_ms=item.transaction.created_at_ms)
-            for item in admitted if not item.nonce_recorded])
+            producer_id=item.producer.producer_id, key_id=item.key_id, nonce=item.nonce,
+            created_at_ms=item.transaction.created_at_ms, admitted_at_ms=now_ms,
+            expires_at_ms=item.transaction.created_at_ms + ttl, weight=item.weight,
+            priority=item.priority, source=source) for item in admitted])
+        store.insert_nonces([(item.producer.producer_id, item.nonce, item.tx_id,
+                              item.transaction.created_at_ms)
+                             for item in admitted if not item.nonce_recorded])
         added_bytes = sum(len(item.transaction.wire) for item in admitted)
         delta = len(admitted) - outcome.evicted - outcome.expired
         adjust_pool_stats(delta, added_bytes - removed_bytes)

@@ -1,0 +1,104 @@
+"""The admission hot path in SQL: set lookups and inserts of a whole batch in one statement.
+
+The ORM spells ``tx_id__in=[500 ids]`` and ``bulk_create(500 rows)`` as statements with one
+placeholder per value, which the driver parses and binds value by value (most of the cost of
+a batch). Here each column travels as ONE array parameter: ``= ANY(%s)`` for lookups and
+``INSERT ... SELECT * FROM unnest(...)`` for inserts, both supported by PostgreSQL and
+CockroachDB. Table and column names come from the models, so a rename cannot drift.
+
+Everything runs on the caller's connection, inside the caller's transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from django.db import connection
+
+from apps.ledger.models import Transaction as LedgerTransaction
+from apps.mempool.models import MempoolTransaction, ProducerNonce
+
+__all__ = ["NewTransaction", "insert_nonces", "insert_transactions", "known_tx_ids",
+           "recorded_nonces"]
+
+_POOL = MempoolTransaction._meta.db_table
+_LEDGER = LedgerTransaction._meta.db_table
+_NONCES = ProducerNonce._meta.db_table
+
+
+def known_tx_ids(tx_ids: Sequence[bytes]) -> set[bytes]:
+    """Which of ``tx_ids`` are in the mempool or in the ledger."""
+    if not tx_ids:
+        return set()
+    ids = list(tx_ids)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT tx_id FROM {_POOL} WHERE tx_id = ANY(%s) "  # noqa: S608
+                       f"UNION SELECT tx_id FROM {_LEDGER} WHERE tx_id = ANY(%s)", [ids, ids])
+        return {bytes(row[0]) for row in cursor.fetchall()}
+
+
+def recorded_nonces(keys: Sequence[tuple[str, bytes]]) -> dict[tuple[str, bytes], bytes]:
+    """The transaction id recorded for each (producer id, nonce) that has one."""
+    if not keys:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT n.producer_id, n.nonce, n.tx_id FROM {_NONCES} AS n "  # noqa: S608
+            "JOIN unnest(%s::text[], %s::bytea[]) AS k(producer_id, nonce) "
+            "ON n.producer_id = k.producer_id AND n.nonce = k.nonce",
+            [[producer_id for producer_id, _ in keys], [nonce for _, nonce in keys]])
+        return {(producer_id, bytes(nonce)): bytes(tx_id)
+                for producer_id, nonce, tx_id in cursor.fetchall()}
+
+
+@dataclass(frozen=True, slots=True)
+class NewTransaction:
+    """One row of ``mempool_transactions`` (see :class:`MempoolTransaction`)."""
+
+    tx_id: bytes
+    wire: bytes
+    kind: str
+    producer_id: str
+    key_id: str
+    nonce: bytes
+    created_at_ms: int
+    admitted_at_ms: int
+    expires_at_ms: int
+    weight: int
+    priority: int
+    source: str
+
+
+_COLUMNS = ("tx_id", "wire", "kind", "producer_id", "key_id", "nonce", "created_at_ms",
+            "admitted_at_ms", "expires_at_ms", "weight", "priority", "size_bytes", "source")
+_TYPES = ("bytea", "bytea", "text", "text", "text", "bytea", "bigint", "bigint", "bigint",
+          "integer", "bigint", "integer", "text")
+_INSERT_POOL = (f"INSERT INTO {_POOL} ({', '.join(_COLUMNS)}) SELECT * FROM unnest("  # noqa: S608
+                + ", ".join(f"%s::{sql_type}[]" for sql_type in _TYPES) + ")")
+
+
+def insert_transactions(rows: Sequence[NewTransaction]) -> None:
+    if not rows:
+        return
+    columns: list[list[object]] = [
+        [row.tx_id for row in rows], [row.wire for row in rows], [row.kind for row in rows],
+        [row.producer_id for row in rows], [row.key_id for row in rows],
+        [row.nonce for row in rows], [row.created_at_ms for row in rows],
+        [row.admitted_at_ms for row in rows], [row.expires_at_ms for row in rows],
+        [row.weight for row in rows], [row.priority for row in rows],
+        [len(row.wire) for row in rows], [row.source for row in rows]]
+    with connection.cursor() as cursor:
+        cursor.execute(_INSERT_POOL, columns)
+
+
+def insert_nonces(rows: Sequence[tuple[str, bytes, bytes, int]]) -> None:
+    """Insert (producer id, nonce, tx id, created at ms) rows."""
+    if not rows:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {_NONCES} (producer_id, nonce, tx_id, created_at_ms) "  # noqa: S608
+            "SELECT * FROM unnest(%s::text[], %s::bytea[], %s::bytea[], %s::bigint[])",
+            [[row[0] for row in rows], [row[1] for row in rows], [row[2] for row in rows],
+             [row[3] for row in rows]])
