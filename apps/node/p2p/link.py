@@ -19,6 +19,7 @@ from apps.node.p2p.control import Goodbye, encode_control
 from apps.node.p2p.framing import Topic, encode_frame
 
 _WRITE_ERRORS = (ConnectionError, OSError, ssl.SSLError, RuntimeError)
+_COALESCE_BYTES = 256 * 1024
 
 
 class Link:
@@ -60,11 +61,16 @@ class Link:
     async def _write_loop(self) -> None:
         try:
             while True:
-                frame = await self._queue.get()
-                self._queued_bytes -= len(frame)
-                self.writer.write(frame)
-                if self._queue.empty():
-                    await self.writer.drain()
+                batch = [await self._queue.get()]
+                size = len(batch[0])
+                # Coalesce what is already queued into one TLS write (fewer records/syscalls).
+                while size < _COALESCE_BYTES and not self._queue.empty():
+                    frame = self._queue.get_nowait()
+                    batch.append(frame)
+                    size += len(frame)
+                self._queued_bytes -= size
+                self.writer.write(batch[0] if len(batch) == 1 else b"".join(batch))
+                await self.writer.drain()
         except _WRITE_ERRORS:
             self.close()
 
