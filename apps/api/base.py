@@ -1,7 +1,7 @@
 """What every API view shares: authentication, throttling, problem-details errors, request
 ids, body size limits and the latency histogram.
 
-Views subclass :class:`ApiView` (or the generic :class:`ApiListView` / :class:`ApiDetailView`)
+Views subclass :class:`ApiView` (or the generic :class:`ApiListView`)
 and declare only what is theirs (permissions, serializer, query). Settings-wide defaults in
 ``REST_FRAMEWORK`` would do the same for DRF's own views; declaring them here keeps the API
 correct whatever those defaults are.
@@ -12,16 +12,18 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
 from django.http import HttpRequest
 from rest_framework import generics
-from rest_framework.authentication import SessionAuthentication
-from rest_framework.parsers import JSONParser
-from rest_framework.renderers import JSONRenderer
+from rest_framework.authentication import BaseAuthentication, SessionAuthentication
+from rest_framework.parsers import BaseParser, JSONParser
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from apps.api.errors import PayloadTooLarge, problem_exception_handler
@@ -49,10 +51,11 @@ class ApiMixin:
     # The shared behaviour, mixed into APIView and DRF's generic views. (No docstring: the
     # OpenAPI generator would show it as the description of every view lacking its own.)
 
-    authentication_classes = [ApiTokenAuthentication, SessionAuthentication]
-    throttle_classes = [ClientRateThrottle]
-    renderer_classes = [JSONRenderer]
-    parser_classes = [JSONParser]
+    authentication_classes: Sequence[type[BaseAuthentication]] = [ApiTokenAuthentication,
+                                                                   SessionAuthentication]
+    throttle_classes: Sequence[type[BaseThrottle]] = [ClientRateThrottle]
+    renderer_classes: Sequence[type[BaseRenderer]] = [JSONRenderer]
+    parser_classes: Sequence[type[BaseParser]] = [JSONParser]
     max_body_bytes = DEFAULT_MAX_BODY_BYTES
 
     def get_exception_handler(self) -> Any:
@@ -63,7 +66,9 @@ class ApiMixin:
         request_id = _request_id(request)
         request.request_id = request_id  # type: ignore[attr-defined]
         structlog.contextvars.bind_contextvars(request_id=request_id)
-        return super().initialize_request(request, *args, **kwargs)  # type: ignore[misc]
+        drf_request: Request = super().initialize_request(  # type: ignore[misc]
+            request, *args, **kwargs)
+        return drf_request
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         length = request.META.get("CONTENT_LENGTH") or "0"
@@ -78,6 +83,7 @@ class ApiMixin:
                           **kwargs: Any) -> Response:
         response = super().finalize_response(  # type: ignore[misc]
             request, response, *args, **kwargs)
+        assert isinstance(response, Response)  # noqa: S101 - DRF returns what it was given
         django_request = request._request if isinstance(request, Request) else request
         request_id = getattr(django_request, "request_id", "")
         if request_id:
@@ -96,9 +102,5 @@ class ApiView(ApiMixin, APIView):
     pass
 
 
-class ApiListView(ApiMixin, generics.ListAPIView):  # type: ignore[type-arg]
-    pass
-
-
-class ApiDetailView(ApiMixin, generics.RetrieveAPIView):  # type: ignore[type-arg]
+class ApiListView(ApiMixin, generics.ListAPIView[Any]):
     pass

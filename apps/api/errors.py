@@ -184,9 +184,10 @@ def problem_exception_handler(exc: Exception, context: Mapping[str, Any]) -> Res
         code = _code_of(exc)
         detail = str(exc.detail) if not isinstance(exc.detail, list | dict) else \
             "; ".join(str(item) for item in _flatten(exc.detail))
-    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
-        headers["Retry-After"] = str(int(exc.wait) + 1)
-        extra = {"retry_after_seconds": int(exc.wait) + 1}
+    wait = getattr(exc, "wait", None) if isinstance(exc, exceptions.Throttled) else None
+    if wait is not None:
+        headers["Retry-After"] = str(int(wait) + 1)
+        extra = {"retry_after_seconds": int(wait) + 1}
     return problem_response(code=code, status=exc.status_code, detail=detail,
                             request=request, extra=extra, headers=headers)
 
@@ -198,7 +199,7 @@ def _setting(name: str, default: int) -> int:
     return default if value is None else int(value)
 
 
-class ProblemSerializer(serializers.Serializer):
+class ProblemSerializer(serializers.Serializer[Any]):
     """RFC 9457 problem details (schema only)."""
 
     type = serializers.CharField(help_text="URN naming the problem type")
@@ -208,7 +209,7 @@ class ProblemSerializer(serializers.Serializer):
     code = serializers.ChoiceField(choices=[code.value for code in ProblemCode])
     instance = serializers.CharField(required=False, help_text="The request path")
     request_id = serializers.CharField(required=False)
-    errors = serializers.DictField(
+    errors = serializers.DictField(  # type: ignore[assignment]  # the RFC member's name
         child=serializers.JSONField(), required=False,
         help_text="Field name -> messages (validation problems only)")
     reason = serializers.CharField(required=False,

@@ -16,7 +16,7 @@ def to_bytes(value: Any) -> bytes:
 
 @extend_schema_field({"type": "string", "pattern": "^([0-9a-f]{2})*$",
                       "description": "lowercase hex"})
-class HexField(serializers.Field):
+class HexField(serializers.Field[bytes, str, str, Any]):
     """Bytes as lowercase hex (``length``: exact byte length accepted on input)."""
 
     def __init__(self, *, length: int | None = None, **kwargs: Any) -> None:
@@ -40,7 +40,7 @@ class HexField(serializers.Field):
 
 
 @extend_schema_field({"type": "string", "format": "byte", "description": "base64"})
-class Base64Field(serializers.Field):
+class Base64Field(serializers.Field[bytes, str, str, Any]):
     """Bytes as standard base64 (``max_bytes`` bounds the decoded size on input)."""
 
     def __init__(self, *, max_bytes: int = 1 << 16, **kwargs: Any) -> None:

@@ -18,7 +18,7 @@ _IDENT = r"^[A-Za-z0-9._:@/-]+$"
 _MAX_HEIGHT = (1 << 63) - 1
 
 
-class FilterSet(serializers.Serializer):
+class FilterSet(serializers.Serializer[Any]):
     """Unknown parameters are ignored (``cursor`` and ``limit`` belong to the paginator)."""
 
     def apply(self, queryset: QuerySet[Any]) -> QuerySet[Any]:

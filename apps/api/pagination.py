@@ -16,7 +16,7 @@ import binascii
 import json
 from typing import Any
 
-from django.db.models import F, QuerySet
+from django.db.models import F
 from django.db.models.fields.tuple_lookups import Tuple, TupleLessThan
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import BasePagination
@@ -79,7 +79,7 @@ def parse_limit(request: Request) -> int:
 class KeysetPagination(BasePagination):
     cursor_query_param = "cursor"
 
-    def paginate_queryset(self, queryset: QuerySet[Any], request: Request,
+    def paginate_queryset(self, queryset: Any, request: Request,
                           view: Any = None) -> list[Any]:
         fields: CursorFields = view.cursor_fields
         self.request, self.fields = request, fields

@@ -17,12 +17,12 @@ from apps.ledger.rows import decode_qc
 from cybermesh.protocol.consensus.messages import Block, QuorumCert
 
 
-class SignatureSerializer(serializers.Serializer):
+class SignatureSerializer(serializers.Serializer[Any]):
     validator_id = serializers.CharField()
     signature = HexField()
 
 
-class QuorumCertSerializer(serializers.Serializer):
+class QuorumCertSerializer(serializers.Serializer[Any]):
     """A quorum certificate: votes of 2f+1 voting power for ``block_hash``."""
 
     epoch = serializers.IntegerField()
@@ -39,14 +39,14 @@ def qc_data(qc: QuorumCert) -> dict[str, Any]:
                            for signer, signature in qc.signatures]}
 
 
-class ValidatorEntrySerializer(serializers.Serializer):
+class ValidatorEntrySerializer(serializers.Serializer[Any]):
     validator_id = serializers.CharField()
     public_key = HexField()
     power = serializers.IntegerField()
     address = serializers.CharField()
 
 
-class BlockHeaderSerializer(serializers.Serializer):
+class BlockHeaderSerializer(serializers.Serializer[Any]):
     """Exactly the fields whose canonical CBOR array hashes (SHA-256) to the block id."""
 
     epoch = serializers.IntegerField()
@@ -79,7 +79,7 @@ def header_data(block: Block) -> dict[str, Any]:
             "next_validators": next_validators}
 
 
-class BlockSerializer(serializers.Serializer):
+class BlockSerializer(serializers.Serializer[Any]):
     height = serializers.IntegerField()
     hash = HexField(source="block_hash")
     parent_hash = HexField()
@@ -113,7 +113,7 @@ class BlockDetailSerializer(BlockSerializer):
         return qc_data(self.context["block"].qc)
 
 
-class TransactionSerializer(serializers.Serializer):
+class TransactionSerializer(serializers.Serializer[Any]):
     block_height = serializers.IntegerField()
     index = serializers.IntegerField(source="idx")
     tx_id = HexField()
@@ -130,7 +130,7 @@ class TransactionDetailSerializer(TransactionSerializer):
     public_key = HexField()
 
 
-class EvidenceSerializer(serializers.Serializer):
+class EvidenceSerializer(serializers.Serializer[Any]):
     evidence_id = HexField()
     kind = serializers.CharField()
     offender_id = serializers.CharField()
@@ -148,13 +148,13 @@ class EvidenceDetailSerializer(EvidenceSerializer):
     signature = HexField()
 
 
-class ValidatorSerializer(serializers.Serializer):
+class ValidatorSerializer(serializers.Serializer[Any]):
     validator_id = serializers.CharField()
     public_key = HexField()
     power = serializers.IntegerField()
     address = serializers.CharField()
-    reputation_bps = serializers.IntegerField(source="reputation",
-                                              help_text="Reputation in basis points")
+    reputation_ppm = serializers.IntegerField(
+        source="reputation", help_text="Reputation in parts per million at its last change")
     active = serializers.BooleanField()
     joined_epoch = serializers.IntegerField()
     joined_height = serializers.IntegerField()
@@ -162,7 +162,7 @@ class ValidatorSerializer(serializers.Serializer):
     updated_at = serializers.DateTimeField()
 
 
-class NodeStatusSerializer(serializers.Serializer):
+class NodeStatusSerializer(serializers.Serializer[Any]):
     node_id = serializers.CharField()
     node_type = serializers.CharField()
     epoch = serializers.IntegerField()
@@ -175,15 +175,16 @@ class NodeStatusSerializer(serializers.Serializer):
     updated_at = serializers.DateTimeField()
 
 
-class QuorumSerializer(serializers.Serializer):
+class QuorumSerializer(serializers.Serializer[Any]):
     total_power = serializers.IntegerField()
     max_faulty_power = serializers.IntegerField()
     quorum_power = serializers.IntegerField()
 
 
-class StatusSerializer(serializers.Serializer):
+class StatusSerializer(serializers.Serializer[Any]):
     node_id = serializers.CharField(help_text="The node answering")
     node = NodeStatusSerializer(allow_null=True, help_text="Its status row (null: not started)")
     latest_block = BlockSerializer(allow_null=True)
-    validators = ValidatorSerializer(many=True, help_text="Active validators")
+    validators = ValidatorSerializer(  # type: ignore[assignment]  # the answer's member name
+        many=True, help_text="Active validators")
     quorum = QuorumSerializer(allow_null=True, help_text="Of the active validators")

@@ -28,10 +28,13 @@ class ClientRateThrottle(SimpleRateThrottle):
 
     cache_format = "throttle_%(scope)s_%(ident)s"
 
+    scope = "anon"
+
     def __init__(self) -> None:
         # The scope (and so the rate) depends on the request; it is set in allow_request.
-        self.rate = None
-        self.num_requests = self.duration = None  # type: ignore[assignment]
+        self.rate: str | None = None
+        self.num_requests: int | None = None
+        self.duration: int | None = None
 
     def get_rate(self) -> str | None:
         return _rates().get(self.scope)

@@ -27,8 +27,8 @@ class HealthView(ApiView):
     """Liveness: answers 200 while the process can serve requests. Needs no login."""
 
     permission_classes = [AllowAny]
-    authentication_classes: list[type] = []
-    throttle_classes: list[type] = []
+    authentication_classes = ()
+    throttle_classes = ()
 
     @extend_schema(
         tags=["health"],
@@ -50,8 +50,8 @@ class ReadyView(ApiView):
     """Readiness: 200 when the database answers and this node is synced; 503 otherwise."""
 
     permission_classes = [AllowAny]
-    authentication_classes: list[type] = []
-    throttle_classes: list[type] = []
+    authentication_classes = ()
+    throttle_classes = ()
 
     @extend_schema(
         tags=["health"],
@@ -106,8 +106,8 @@ class UnknownEndpointView(ApiView):
     method (Django's own 404 page would be HTML)."""
 
     permission_classes = [AllowAny]
-    authentication_classes: list[type] = []
-    throttle_classes: list[type] = []
+    authentication_classes = ()
+    throttle_classes = ()
     schema = None
 
     def initial(self, request: Request, *args: object, **kwargs: object) -> None:

@@ -82,3 +82,42 @@ def committed_chain(db: None, chain_builder: ChainBuilder) -> list[CommittedItem
     for item in items:
         commit_block(block=item.block, qc=item.qc, execution=item.execution)
     return items
+
+
+@pytest.fixture
+def executed_chain_items(db: None, chain_builder: ChainBuilder) -> list[CommittedItem]:
+    """Ten blocks run by the real executor (events, policy rules, evidence; reputations fall
+    and quarantines trigger), committed through ``commit_block``."""
+    from tests.ledger.chain import executed_chain
+
+    items = executed_chain(chain_builder, 10, seed=7)
+    for item in items:
+        commit_block(block=item.block, qc=item.qc, execution=item.execution)
+    return items
+
+
+@pytest.fixture
+def genesis_file(tmp_path: Path, chain_builder: ChainBuilder) -> Path:
+    """The trusted genesis of the test chain (what an auditor would hold)."""
+    import json
+
+    from cybermesh.protocol.genesis import genesis_document
+
+    document = genesis_document(
+        chain_id=chain_builder.chain_id, genesis_time_ms=1_700_000_000_000,
+        validators=[(v.validator_id, v.public_key, v.power, v.address)
+                    for v in chain_builder.validator_set])
+    path = tmp_path / "genesis.json"
+    path.write_text(json.dumps(document))
+    return path
+
+
+@pytest.fixture
+def policy_chain_items(db: None, chain_builder: ChainBuilder) -> list[CommittedItem]:
+    """Four executed blocks; block 1 quarantines an IP and sets a deny and an allow rule."""
+    from tests.api.chain import policy_chain
+
+    items = policy_chain(chain_builder)
+    for item in items:
+        commit_block(block=item.block, qc=item.qc, execution=item.execution)
+    return items

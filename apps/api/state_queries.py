@@ -1,0 +1,140 @@
+"""Reads of the authenticated state for the API: proofs a client can check alone, entities.
+
+**Which block proves a state version.** Execution lags one block: the header of block ``h``
+carries the state root after block ``h - 1``. So the answer for state version ``v`` is the
+value and Merkle proof at ``v`` *plus* block ``v + 1`` (header and commit QC): whoever trusts
+the validator set checks the QC over the header, the header's ``state_root``, and the proof
+against that root, and needs to trust nothing this node says (``cybermesh.verify``). The
+latest provable version is therefore the committed tip's height minus one.
+
+Every read is a primary-key probe (block, tree nodes along one path of ~log2(n) nodes) or one
+index range (a key's history, ``state_kv`` primary key ``(key_hash, version)``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import QuerySet
+
+from apps.ledger.models import Block as BlockRow
+from apps.ledger.rows import load_block
+from apps.state.models import StateValue
+from apps.state.queries import read_with_proof
+from apps.state.services import StateError
+from cybermesh.protocol.consensus.messages import Block, QuorumCert
+from cybermesh.protocol.executor.keys import Subject, quarantine_key, reputation_key
+from cybermesh.protocol.executor.records import StateCorrupt, decode_record
+from cybermesh.protocol.merkle.errors import MerkleError
+from cybermesh.protocol.merkle.sparse_proof import Proof
+from cybermesh.protocol.txs.entity import Entity, EntityKind
+from cybermesh.protocol.txs.errors import TxRejected
+
+
+class StateUnavailable(Exception):
+    """The asked version is pruned, not written yet, or no committed block carries its
+    root yet."""
+
+
+class SubjectRecord(enum.StrEnum):
+    """Per-subject records a client can ask about by subject rather than by tree key."""
+
+    REPUTATION = "reputation"
+    QUARANTINE = "quarantine"
+
+
+_KEY_OF = {SubjectRecord.REPUTATION: reputation_key, SubjectRecord.QUARANTINE: quarantine_key}
+VALIDATOR_KIND = "validator"
+SUBJECT_KINDS = (*(kind.value for kind in EntityKind), VALIDATOR_KIND)
+
+
+def subject_of(kind: str, value: str) -> Subject:
+    """A subject in canonical form (an entity is normalised as the executor does); raises
+    ``ValueError`` when the value is not a valid entity of that kind."""
+    if kind == VALIDATOR_KIND:
+        if not value or len(value) > 64:
+            raise ValueError("A validator id is 1 to 64 characters.")
+        return Subject.validator(value)
+    try:
+        return Subject.of(Entity.of(kind, value))
+    except TxRejected as error:
+        raise ValueError(error.detail) from None
+
+
+def subject_key(record: SubjectRecord, subject: Subject) -> bytes:
+    return _KEY_OF[record](subject)
+
+
+@dataclass(frozen=True, slots=True)
+class StateProofAnswer:
+    key: bytes
+    version: int
+    value: bytes | None
+    proof: Proof
+    block: Block
+    qc: QuorumCert
+    block_row: BlockRow
+    subject: Subject | None = None
+    record: SubjectRecord | None = None
+
+
+def latest_provable_version() -> int:
+    tip = BlockRow.objects.order_by("-height").values_list("height", flat=True).first()
+    if tip is None or tip < 1:
+        raise StateUnavailable("No committed block carries a state root yet.")
+    return int(tip) - 1
+
+
+def state_proof(*, key: bytes, version: int | None = None, subject: Subject | None = None,
+                record: SubjectRecord | None = None) -> StateProofAnswer:
+    """The value of tree key ``key`` at ``version`` (default: the latest provable), its
+    proof, and block ``version + 1`` whose header commits to the root."""
+    version = latest_provable_version() if version is None else version
+    committed = load_block(version + 1)
+    row = BlockRow.objects.filter(height=version + 1).first()
+    if committed is None or row is None:
+        raise StateUnavailable(f"No committed block carries the root of state version "
+                               f"{version} yet (that is block {version + 1}).")
+    try:
+        value, proof = read_with_proof(key, version)
+    except (StateError, MerkleError) as error:
+        raise StateUnavailable(str(error)) from None
+    block, qc = committed
+    return StateProofAnswer(key=key, version=version, value=value, proof=proof, block=block,
+                            qc=qc, block_row=row, subject=subject, record=record)
+
+
+def key_history(key: bytes) -> QuerySet[StateValue]:
+    """Every version at which ``key`` changed (``value`` NULL: deleted), for keyset paging
+    on ``version`` (newest first)."""
+    return StateValue.objects.filter(key_hash=key).only("key_hash", "version", "value")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, Subject | Entity):
+        return {"kind": str(getattr(value.kind, "value", value.kind)), "value": value.value}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {field.name: _plain(getattr(value, field.name))
+                for field in dataclasses.fields(value)}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value
+
+
+def record_json(value: bytes | None) -> dict[str, Any] | None:
+    """A stored state record as JSON (``type`` and its fields); undecodable bytes are
+    reported as such rather than guessed at."""
+    if value is None:
+        return None
+    try:
+        record = decode_record(value)
+    except StateCorrupt:
+        return {"type": "unknown", "fields": {}}
+    return {"type": record.TYPE.name.lower(), "fields": _plain(record)}
