@@ -153,3 +153,35 @@ def test_an_admitted_duplicate_in_a_committed_block_is_not_readmitted(
     result = pipeline.admit(committed.wire, now_ms=NOW + 10, source="test")
     assert result.status is AdmissionStatus.DUPLICATE
     assert pool_size().tx_count == 0
+
+
+def test_the_node_pipeline_is_built_from_settings(settings: object, tmp_path: object) -> None:
+    import json
+    from pathlib import Path
+
+    from django.core.exceptions import ImproperlyConfigured
+
+    from apps.mempool import admission
+    from tests.mempool.factories import ALICE
+
+    assert isinstance(tmp_path, Path)
+    path = tmp_path / "producers.json"
+    path.write_text(json.dumps({"producers": [{
+        "producer_id": "ai-1", "keys": [{"public_key": ALICE.public_key.raw.hex()}],
+        "kinds": ["security_event"], "rate_per_second": 5, "burst": 5, "max_pending": 5}]}))
+    settings.MEMPOOL_CHAIN_ID = CHAIN  # type: ignore[attr-defined]
+    settings.MEMPOOL_PRODUCERS_PATH = ""  # type: ignore[attr-defined]
+    admission.reset_default_pipeline()
+    with pytest.raises(ImproperlyConfigured, match="MEMPOOL_PRODUCERS_PATH"):
+        admission.admit(event(1).wire, now_ms=NOW, source="test")
+    settings.MEMPOOL_PRODUCERS_PATH = str(path)  # type: ignore[attr-defined]
+    settings.MEMPOOL_MAX_TXS = 7  # type: ignore[attr-defined]
+    try:
+        assert admission.admit(event(1).wire, now_ms=NOW, source="test").admitted
+        results = admission.admit_batch([event(2).wire, event(3).wire], now_ms=NOW,
+                                        source="test")
+        assert all(result.admitted for result in results)
+        assert admission.default_pipeline().config.max_txs == 7
+        assert expire(NOW).expired == 0
+    finally:
+        admission.reset_default_pipeline()
