@@ -37,3 +37,18 @@ def requires(*capabilities: Capability) -> type[CapabilityPermission]:
         name = "Requires" + "".join(c.value.title().replace("_", "") for c in key)
         _CLASSES[key] = type(name, (CapabilityPermission,), {"capabilities": key})
     return _CLASSES[key]
+
+
+class AnyCapabilityPermission(CapabilityPermission):
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        if user is None or not user.is_authenticated or not user.is_active:
+            return False
+        return any(user.has_perm(capability.permission) for capability in self.capabilities)
+
+
+def requires_any(*capabilities: Capability) -> type[CapabilityPermission]:
+    """The permission class requiring at least one of ``capabilities`` (the view then checks
+    the one its input needs)."""
+    name = "RequiresAnyOf" + "".join(c.value.title().replace("_", "") for c in capabilities)
+    return type(name, (AnyCapabilityPermission,), {"capabilities": tuple(capabilities)})

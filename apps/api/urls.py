@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from apps.api import ledger_views, state_views, views
+from apps.api import ledger_views, state_views, submit_views, views
 
 app_name = "api"
 urlpatterns = [
@@ -16,6 +16,9 @@ urlpatterns = [
     path("evidence/", ledger_views.EvidenceListView.as_view(), name="evidence-list"),
     path("evidence/<str:evidence_id>/", ledger_views.EvidenceDetailView.as_view(),
          name="evidence-detail"),
+    path("submissions/", submit_views.SubmissionView.as_view(), name="submission-create"),
+    path("submissions/<str:tx_id>/", submit_views.SubmissionStatusView.as_view(),
+         name="submission-detail"),
     path("state/proof/", state_views.StateProofView.as_view(), name="state-proof"),
     # An entity value may hold a "/" (a CIDR), so the value is everything up to the last part.
     re_path(r"^entities/(?P<kind>[a-z]{1,16})/(?P<value>.+)/history/$",

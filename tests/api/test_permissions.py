@@ -19,6 +19,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 ROLES = ("none", "viewer", "analyst", "operator", "admin", "superuser")
 LEDGER = {"viewer", "analyst", "operator", "admin", "superuser"}
 INVESTIGATIONS = {"analyst", "operator", "admin", "superuser"}
+SUBMITTERS = {"operator", "admin", "superuser"}
 EVERYONE = {None, *ROLES}
 MISSING_ID = "ab" * 32
 
@@ -33,6 +34,12 @@ ENDPOINTS: list[tuple[str, str, set[Any], int]] = [
     ("get", f"/api/v1/transactions/{MISSING_ID}/", LEDGER, 404),
     ("get", "/api/v1/evidence/", INVESTIGATIONS, 200),
     ("get", f"/api/v1/evidence/{MISSING_ID}/", INVESTIGATIONS, 404),
+    ("get", f"/api/v1/state/proof/?key={MISSING_ID}", LEDGER, 200),
+    ("get", "/api/v1/entities/ip/192.0.2.1/", INVESTIGATIONS, 200),
+    ("get", "/api/v1/entities/ip/192.0.2.1/history/", INVESTIGATIONS, 200),
+    ("get", f"/api/v1/submissions/{MISSING_ID}/", LEDGER, 404),
+    # An empty body: the roles allowed to submit get as far as validating it.
+    ("post", "/api/v1/submissions/", SUBMITTERS, 400),
 ]
 
 
@@ -53,7 +60,7 @@ def test_the_roles_hold_the_documented_capabilities() -> None:
 def test_role_matrix(client_for: ClientFor, endpoint: tuple[str, str, set[Any], int]) -> None:
     method, path, allowed, ok_status = endpoint
     for role in (None, *ROLES):
-        response = getattr(client_for(role), method)(path)
+        response = getattr(client_for(role), method)(path, format="json")
         if role in allowed:
             expected = ok_status
         elif role is None:
