@@ -1,7 +1,9 @@
 """State keys: every record lives at a 32-byte key of the authenticated map.
 
-A key is ``SHA-256("cybermesh/state/v1/" || namespace || 0x00 || identity)``, where the identity
-is the canonical encoding of what the record is about. Hashing spreads keys uniformly over the
+A key is ``SHA-256("cybermesh/state/v1/" || namespace || 0x00 || identity)``. The identity of
+text-named things is their fields in UTF-8 joined by NUL bytes (no field can contain NUL: the
+schemas refuse control characters), of a transaction its 32-byte id, and of an equivocation the
+canonical CBOR of ``[validator, type, epoch, view]``. Hashing spreads keys uniformly over the
 sparse Merkle tree (so paths stay about log2(n) deep) and the namespace keeps, say, the
 reputation and the quarantine of one entity apart.
 """
@@ -26,6 +28,7 @@ __all__ = [
     "quarantine_key",
     "reputation_key",
     "rule_key",
+    "rule_key_of",
     "tx_key",
 ]
 
@@ -79,15 +82,20 @@ def _key(namespace: hashlib._Hash, identity: bytes) -> bytes:
 
 
 def reputation_key(subject: Subject) -> bytes:
-    return _key(_REPUTATION, encode(subject.to_cbor()))
+    return _key(_REPUTATION, f"{subject.kind}\x00{subject.value}".encode())
 
 
 def quarantine_key(subject: Subject) -> bytes:
-    return _key(_QUARANTINE, encode(subject.to_cbor()))
+    return _key(_QUARANTINE, f"{subject.kind}\x00{subject.value}".encode())
 
 
 def rule_key(entity: Entity, scope: str, action: PolicyAction) -> bytes:
-    return _key(_RULE, encode([entity.kind.value, entity.value, scope, action.value]))
+    return rule_key_of(entity.kind.value, entity.value, scope, action.value)
+
+
+def rule_key_of(kind: str, value: str, scope: str, action: str) -> bytes:
+    """:func:`rule_key` from plain text (the policy lookup's hot path builds no Entity)."""
+    return _key(_RULE, f"{kind}\x00{value}\x00{scope}\x00{action}".encode())
 
 
 def tx_key(tx_id: bytes) -> bytes:

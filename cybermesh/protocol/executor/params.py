@@ -39,7 +39,7 @@ class ExecutorParameters:
     reputation_half_life_ms: int = _DAY_MS
     # An entity whose reputation falls to this or below is quarantined automatically...
     quarantine_threshold_ppm: int = 500_000
-    # ... for this long (extended, never shortened, by further offences).
+    # ... for this long (offences during a quarantine do not extend it).
     quarantine_duration_ms: int = 3600 * 1000
     validator_quarantine_threshold_ppm: int = 500_000
     validator_quarantine_duration_ms: int = 7 * _DAY_MS

@@ -18,12 +18,13 @@ now``) never matches. With no match there is no decision (the caller's default a
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from cybermesh.protocol.executor.context import Execution
 from cybermesh.protocol.executor.events import IgnoreReason, PolicyChanged, PolicyChangeKind
-from cybermesh.protocol.executor.keys import Subject, rule_key
+from cybermesh.protocol.executor.keys import Subject, rule_key, rule_key_of
 from cybermesh.protocol.executor.quarantine import impose, lift
 from cybermesh.protocol.executor.records import QuarantineReason, Record, RuleRecord
 from cybermesh.protocol.txs.entity import Entity, EntityKind
@@ -45,22 +46,34 @@ class Decision:
     rule: RuleRecord
 
 
-def _covering(target: Entity) -> Iterator[Entity]:
-    """``target`` and every entity a rule could name to cover it, most specific first."""
+def _ipv4_text(address: int) -> str:
+    return f"{address >> 24}.{(address >> 16) & 255}.{(address >> 8) & 255}.{address & 255}"
+
+
+def _ipv6_text(address: int) -> str:
+    return str(ipaddress.IPv6Address(address))
+
+
+def _covering(target: Entity) -> Iterator[tuple[str, str]]:
+    """``(kind, value)`` of ``target`` and of every entity a rule could name to cover it,
+    most specific first (canonical text, as :class:`Entity` would normalise it)."""
     network = target.network()
     if network is not None:
+        bits = network.max_prefixlen
+        address = int(network.network_address)
+        to_text = _ipv4_text if bits == 32 else _ipv6_text
         for prefix in range(network.prefixlen, -1, -1):
-            wider = network.supernet(new_prefix=prefix)
-            if prefix == wider.max_prefixlen:
-                yield Entity(EntityKind.IP, str(wider.network_address))
+            masked = address & (((1 << prefix) - 1) << (bits - prefix))
+            if prefix == bits:
+                yield EntityKind.IP.value, to_text(masked)
             else:
-                yield Entity(EntityKind.CIDR, wider.with_prefixlen)
+                yield EntityKind.CIDR.value, f"{to_text(masked)}/{prefix}"
     elif target.kind is EntityKind.HOST:
         labels = target.value.split(".")
         for start in range(len(labels)):
-            yield Entity(EntityKind.HOST, ".".join(labels[start:]))
+            yield EntityKind.HOST.value, ".".join(labels[start:])
     else:
-        yield target
+        yield target.kind.value, target.value
 
 
 def effective_decision(
@@ -69,10 +82,10 @@ def effective_decision(
     """The decision for ``target`` in ``scope`` at ``now_ms`` (``read`` is ``State.get`` or a
     writer's ``get``); None when no active rule applies."""
     scopes = (scope,) if scope == ALL_SCOPES else (scope, ALL_SCOPES)
-    for entity in _covering(target):
+    for kind, value in _covering(target):
         for candidate_scope in scopes:
             for action in _ACTIONS_BY_PRECEDENCE:
-                record = read(rule_key(entity, candidate_scope, action))
+                record = read(rule_key_of(kind, value, candidate_scope, action.value))
                 if isinstance(record, RuleRecord) and record.expires_at_ms > now_ms:
                     return Decision(action, record)
     return None
@@ -95,7 +108,7 @@ def apply_policy(run: Execution, tx_id: bytes, index: int, change: PolicyChange)
     if operation is PolicyOperation.QUARANTINE:
         assert expires_at is not None  # noqa: S101 -- guaranteed by the schema
         run.emit(impose(run, Subject.of(change.entity), expires_at, QuarantineReason.MANUAL,
-                        tx_id, extend_only=False))
+                        tx_id))
         return
     if operation is PolicyOperation.RELEASE:
         released = lift(run, Subject.of(change.entity), tx_id)

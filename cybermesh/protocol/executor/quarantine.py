@@ -1,10 +1,12 @@
 """Quarantine: automatic (reputation at or below a threshold), manual, and expiring.
 
-* Automatic: when an offence leaves a subject's reputation at or below the threshold
-  (``quarantine_threshold_ppm`` for entities, ``validator_quarantine_threshold_ppm`` for
-  validators), the subject is quarantined until ``now + duration``. A further offence extends
-  an active quarantine to that time and never shortens it. An entity with an effective ALLOW
-  rule for every scope (``*``) is never quarantined automatically (see ``policy.py``).
+* Automatic: when an offence leaves a subject that is not quarantined with a reputation at or
+  below the threshold (``quarantine_threshold_ppm`` for entities,
+  ``validator_quarantine_threshold_ppm`` for validators), it is quarantined until
+  ``now + duration``. Offences during a quarantine lower the reputation further but do not
+  extend it (so a noisy offender does not produce a quarantine event per alert); the first
+  offence after it ends, with the reputation still low, quarantines again. An entity with an
+  effective ALLOW rule for every scope (``*``) is never quarantined automatically.
 * Manual: a policy ``quarantine`` sets the expiry the operator chose (it may shorten an
   automatic one); ``release`` ends an active quarantine at once.
 * Expiry: a quarantine ends by itself at ``expires_at_ms`` (a ``Released(expired)`` event).
@@ -17,7 +19,14 @@ from cybermesh.protocol.executor.events import Quarantined, Released, ReleaseRea
 from cybermesh.protocol.executor.keys import Subject, quarantine_key
 from cybermesh.protocol.executor.records import QuarantineReason, QuarantineRecord
 
-__all__ = ["expire_quarantine", "impose", "is_quarantined", "lift", "quarantine_on_threshold"]
+__all__ = [
+    "expire_quarantine",
+    "impose",
+    "is_quarantined",
+    "lift",
+    "quarantine_on_threshold",
+    "quarantined_now",
+]
 
 
 def is_quarantined(record: QuarantineRecord | None, now_ms: int) -> bool:
@@ -25,30 +34,27 @@ def is_quarantined(record: QuarantineRecord | None, now_ms: int) -> bool:
 
 
 def impose(
-    run: Execution,
-    subject: Subject,
-    until_ms: int,
-    reason: QuarantineReason,
-    cause: bytes,
-    *,
-    extend_only: bool,
-) -> Quarantined | None:
-    """Quarantine ``subject`` until ``until_ms``; with ``extend_only`` an active quarantine
-    that already lasts longer is left alone (no event)."""
+    run: Execution, subject: Subject, until_ms: int, reason: QuarantineReason, cause: bytes
+) -> Quarantined:
+    """Quarantine ``subject`` until ``until_ms`` (replacing any quarantine it is under)."""
     key = quarantine_key(subject)
     current = run.writer.get_typed(key, QuarantineRecord)
-    active = is_quarantined(current, run.now_ms)
-    if extend_only and active and current is not None and current.expires_at_ms >= until_ms:
-        return None
-    since_ms = current.since_ms if active and current is not None else run.now_ms
+    since_ms = current.since_ms if current is not None and is_quarantined(
+        current, run.now_ms) else run.now_ms
     run.writer.put(key, QuarantineRecord(subject, since_ms, until_ms, reason, cause))
     return Quarantined(subject, until_ms, reason.value, cause)
+
+
+def quarantined_now(run: Execution, subject: Subject) -> bool:
+    return is_quarantined(run.writer.get_typed(quarantine_key(subject), QuarantineRecord),
+                          run.now_ms)
 
 
 def quarantine_on_threshold(
     run: Execution, subject: Subject, reputation_ppm: int, cause: bytes
 ) -> Quarantined | None:
-    """Automatic quarantine when ``reputation_ppm`` is at or below the subject's threshold."""
+    """Automatic quarantine of a subject not under quarantine whose ``reputation_ppm`` is at
+    or below its threshold."""
     parameters = run.parameters
     if subject.is_validator:
         threshold = parameters.validator_quarantine_threshold_ppm
@@ -58,9 +64,9 @@ def quarantine_on_threshold(
         threshold = parameters.quarantine_threshold_ppm
         duration = parameters.quarantine_duration_ms
         reason = QuarantineReason.REPUTATION
-    if reputation_ppm > threshold:
+    if reputation_ppm > threshold or quarantined_now(run, subject):
         return None
-    return impose(run, subject, run.now_ms + duration, reason, cause, extend_only=True)
+    return impose(run, subject, run.now_ms + duration, reason, cause)
 
 
 def lift(run: Execution, subject: Subject, cause: bytes) -> Released | None:

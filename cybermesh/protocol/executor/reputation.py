@@ -20,7 +20,7 @@ from cybermesh.protocol.executor.events import ReputationChanged
 from cybermesh.protocol.executor.keys import Subject, reputation_key
 from cybermesh.protocol.executor.params import DECAY_STEPS_PER_HALF_LIFE, SCALE_PPM
 from cybermesh.protocol.executor.policy import is_allowlisted
-from cybermesh.protocol.executor.quarantine import quarantine_on_threshold
+from cybermesh.protocol.executor.quarantine import quarantine_on_threshold, quarantined_now
 from cybermesh.protocol.executor.records import ReputationRecord
 from cybermesh.protocol.executor.state import StateWriter
 from cybermesh.protocol.txs.entity import Entity
@@ -117,8 +117,8 @@ def penalise(
     """Add risk to ``subject`` for an offence and apply the automatic quarantine rule.
 
     ``entity`` is the subject as an entity (None for a validator): an allowlisted entity is
-    not quarantined automatically. The allowlist is looked up only when the threshold is
-    reached, because it costs a lookup per covering network. Returns whether risk changed.
+    not quarantined automatically. The allowlist is looked up only when a quarantine would
+    start, because it costs a lookup per covering network. Returns whether risk changed.
     """
     reputation, changed = add_risk(run.writer, subject, impact_ppm, now_ms=run.now_ms,
                                    half_life_ms=run.parameters.reputation_half_life_ms,
@@ -128,7 +128,7 @@ def penalise(
     run.emit(changed)
     threshold = (run.parameters.validator_quarantine_threshold_ppm if entity is None
                  else run.parameters.quarantine_threshold_ppm)
-    if reputation <= threshold and (entity is None
-                                    or not is_allowlisted(run.writer.get, entity, run.now_ms)):
+    if (reputation <= threshold and not quarantined_now(run, subject)
+            and (entity is None or not is_allowlisted(run.writer.get, entity, run.now_ms))):
         run.emit(quarantine_on_threshold(run, subject, reputation, cause))
     return True

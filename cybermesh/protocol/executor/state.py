@@ -1,9 +1,9 @@
 """The application state: an immutable map of 32-byte keys to typed records.
 
 :class:`State` is a value: applying a block never changes it, it returns a new one that shares
-almost everything with the old (a few layers of per-block changes over a base dict, folded into
-a fresh base every :data:`MAX_LAYERS` blocks, so a read costs a handful of dict lookups and a
-block costs amortised O(size / MAX_LAYERS) copying). That is what lets the determinism tests
+almost everything with the old (:class:`PersistentMap`: an overlay of recent changes over a
+shared base dict, so a read costs at most two dict lookups and a block amortised O(changes)
+copying). That is what lets the determinism tests
 apply the same block to the same state twice, and the node keep the last committed state while
 it executes a proposal.
 
@@ -17,7 +17,7 @@ whose timestamp reaches the end of ``t``'s bucket; readers treat it as expired f
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Generic, TypeVar
 
 from cybermesh.protocol.executor.keys import (
@@ -37,12 +37,12 @@ from cybermesh.protocol.executor.records import (
     encode_record,
 )
 
-__all__ = ["EXPIRY_BUCKET_MS", "MAX_LAYERS", "PersistentMap", "State", "StateWriter"]
+__all__ = ["EXPIRY_BUCKET_MS", "MIN_FOLD", "PersistentMap", "State", "StateWriter"]
 
 K = TypeVar("K")
 R = TypeVar("R")
 V = TypeVar("V")
-MAX_LAYERS = 8
+MIN_FOLD = 4096
 EXPIRY_BUCKET_MS = 1000
 
 
@@ -54,49 +54,53 @@ _DELETED = _Deleted()
 
 
 class PersistentMap(Generic[K, V]):
-    """An immutable dict: ``updated`` returns a new map and leaves this one as it was."""
+    """An immutable dict: ``updated`` returns a new map and leaves this one as it was.
 
-    __slots__ = ("_base", "_layers")
+    A map is a shared, never-mutated ``base`` plus an ``overlay`` of changes since (deletions
+    marked). ``updated`` copies only the overlay; once the overlay outgrows a quarter of the
+    base (and :data:`MIN_FOLD` entries) it is folded into a fresh base. A read is at most two
+    dict lookups; the copying is amortised O(changes).
+    """
+
+    __slots__ = ("_base", "_overlay")
 
     def __init__(self, base: dict[K, V] | None = None,
-                 layers: tuple[dict[K, V | _Deleted], ...] = ()) -> None:
+                 overlay: dict[K, V | _Deleted] | None = None) -> None:
         self._base: dict[K, V] = {} if base is None else base
-        self._layers = layers
+        self._overlay: dict[K, V | _Deleted] = {} if overlay is None else overlay
 
     def get(self, key: K) -> V | None:
-        for layer in reversed(self._layers):
-            value = layer.get(key, None)
-            if value is not None:
-                return None if value is _DELETED else value  # type: ignore[return-value]
-        return self._base.get(key)
+        value = self._overlay.get(key)
+        if value is None:
+            return self._base.get(key)
+        return None if value is _DELETED else value  # type: ignore[return-value]
 
     def updated(self, changes: Mapping[K, V | None]) -> PersistentMap[K, V]:
         """A new map with ``changes`` applied (a ``None`` value deletes the key)."""
         if not changes:
             return self
-        layer: dict[K, V | _Deleted] = {
-            key: _DELETED if value is None else value for key, value in changes.items()}
-        layers = (*self._layers, layer)
-        if len(layers) < MAX_LAYERS:
-            return PersistentMap(self._base, layers)
-        return PersistentMap(self._flatten(layers), ())
+        overlay = dict(self._overlay)
+        for key, value in changes.items():
+            overlay[key] = _DELETED if value is None else value
+        if len(overlay) < max(MIN_FOLD, len(self._base) // 4):
+            return PersistentMap(self._base, overlay)
+        return PersistentMap(self._fold(overlay), None)
 
-    def _flatten(self, layers: Iterable[dict[K, V | _Deleted]]) -> dict[K, V]:
+    def _fold(self, overlay: dict[K, V | _Deleted]) -> dict[K, V]:
         base = dict(self._base)
-        for layer in layers:
-            for key, value in layer.items():
-                if value is _DELETED:
-                    base.pop(key, None)
-                else:
-                    base[key] = value  # type: ignore[assignment]
+        for key, value in overlay.items():
+            if value is _DELETED:
+                base.pop(key, None)
+            else:
+                base[key] = value  # type: ignore[assignment]
         return base
 
     def items(self) -> Iterator[tuple[K, V]]:
         """Every (key, value), in no particular order (sort when order matters)."""
-        return iter(self._flatten(self._layers).items())
+        return iter(self._fold(self._overlay).items())
 
     def __len__(self) -> int:
-        return len(self._flatten(self._layers))
+        return len(self._fold(self._overlay))
 
 
 class _ExpiryIndex:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Protocol, TypeAlias
 
 from cybermesh.protocol.codec import CborValue, CodecError, DecodeLimits, decode, encode
@@ -41,7 +42,6 @@ from cybermesh.protocol.txs.schema import (
     expect_bytes,
     expect_enum,
     expect_int,
-    expect_list,
     expect_text,
     expect_time_ms,
 )
@@ -88,6 +88,14 @@ class _PayloadChecks(Protocol):
     def check_envelope(self, producer_id: str, created_at_ms: int) -> None: ...
 
 
+@lru_cache(maxsize=4096)
+def _public_key(raw: bytes) -> PublicKey:
+    """Validated key, cached: a few producer keys sign almost every transaction, and the curve
+    checks cost more than the rest of the schema. Pure, so the cache cannot change a result
+    (a refused key raises and is not cached)."""
+    return PublicKey.from_bytes(raw)
+
+
 def tx_domain(kind: TxKind, chain_id: str, version: int = TX_VERSION) -> Domain:
     """The signature domain of a transaction kind on a chain."""
     return Domain(kind.domain_kind, chain_id, version)
@@ -123,7 +131,7 @@ class Transaction:
         expect_time_ms(self.created_at_ms, "created_at_ms", _R.BAD_TIMESTAMP)
         expect_bytes(self.public_key, "public_key", 32, _R.BAD_PUBLIC_KEY)
         try:
-            PublicKey.from_bytes(self.public_key)
+            _public_key(self.public_key)
         except CryptoError as error:
             raise TxRejected(_R.BAD_PUBLIC_KEY, str(error.reason.value), "public_key") from None
         if type(self.payload) not in _PAYLOAD_TYPES.values():
@@ -156,8 +164,7 @@ class Transaction:
 
     def verify_signature(self) -> None:
         """Raise ``TxRejected(BAD_SIGNATURE)`` unless the signature verifies (libsodium)."""
-        if not PublicKey.from_bytes(self.public_key).verify(self.domain, self.body,
-                                                            self.signature):
+        if not _public_key(self.public_key).verify(self.domain, self.body, self.signature):
             raise TxRejected(_R.BAD_SIGNATURE, "signature does not verify", "signature")
 
 
@@ -202,7 +209,9 @@ def decode_transaction(
         raise TxRejected(_R.WRONG_TYPE, "transaction must be bytes")
     if len(data) > MAX_TX_BYTES:
         raise TxRejected(_R.TOO_LARGE, f"{len(data)} bytes exceed {MAX_TX_BYTES}")
-    outer = expect_list(_decode(data, _OUTER_LIMITS), "transaction", 2, 2)
+    outer = _decode(data, _OUTER_LIMITS)
+    if type(outer) is not list or len(outer) != 2:
+        raise TxRejected(_R.BAD_STRUCTURE, "expected [body, signature]", "transaction")
     if type(outer[0]) is not bytes:
         raise TxRejected(_R.WRONG_TYPE, "body must be a byte string", "body")
     body_bytes: bytes = outer[0]

@@ -38,17 +38,20 @@ def test_reaching_the_threshold_quarantines_for_the_configured_duration() -> Non
     assert quarantined.reason == "reputation"
 
 
-def test_further_offences_extend_but_never_shorten() -> None:
+def test_offences_during_a_quarantine_do_not_extend_it_but_the_next_one_after_does() -> None:
     chain = Chain()
     chain.block(_events(chain, 5))
     first = _record(chain)
     assert first is not None
     step = chain.block(_events(chain, 1, first_nonce=10), advance_ms=60_000)
-    [extended] = of_type(step.events, Quarantined)
+    assert not of_type(step.events, Quarantined)
+    assert _record(chain) == first
+    step = chain.block(_events(chain, 1, first_nonce=20), at_ms=first.expires_at_ms + 1)
+    [again] = of_type(step.events, Quarantined)
+    assert again.until_ms == chain.now_ms + chain.state.parameters.quarantine_duration_ms
+    assert not of_type(step.events, Released)  # replaced before its expiry was processed
     second = _record(chain)
-    assert second is not None
-    assert second.expires_at_ms == extended.until_ms > first.expires_at_ms
-    assert second.since_ms == first.since_ms  # still the same quarantine
+    assert second is not None and second.since_ms == chain.now_ms
 
 
 def test_quarantine_expires_at_the_end_of_its_bucket() -> None:
