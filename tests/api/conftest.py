@@ -120,4 +120,15 @@ def policy_chain_items(db: None, chain_builder: ChainBuilder) -> list[CommittedI
     items = policy_chain(chain_builder)
     for item in items:
         commit_block(block=item.block, qc=item.qc, execution=item.execution)
+    register_validators(chain_builder)
     return items
+
+
+def register_validators(chain_builder: ChainBuilder) -> None:
+    """The genesis validator set in the validators table (the node's bootstrap does this)."""
+    from django.db import transaction
+
+    from apps.validators.services import apply_validator_set
+
+    with transaction.atomic():
+        apply_validator_set(validator_set=chain_builder.validator_set, height=0)
