@@ -26,7 +26,8 @@ def two_way_partitions(count: int) -> list[tuple[frozenset[int], ...]]:
 
 
 def scenario_count(validators: int, twins: int, views: int) -> int:
-    return (len(two_way_partitions(validators + twins)) * validators) ** views
+    per_view: int = len(two_way_partitions(validators + twins)) * validators
+    return int(per_view**views)
 
 
 def twins_scenarios(validators: int, twins: int, views: int) -> Iterator[TwinsScenario]:
