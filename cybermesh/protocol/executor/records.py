@@ -376,6 +376,4 @@ def decode_record(data: bytes) -> Record:
         if isinstance(error, StateCorrupt):
             raise
         raise StateCorrupt(f"undecodable state record: {error}") from None
-    if encode_record(record) != data:
-        raise StateCorrupt("state record does not re-encode identically")
     return record
