@@ -55,7 +55,7 @@ bench: install
 	@$(PY) -m bench.summary
 
 sim: install
-	$(PY) -m cybermesh.protocol.consensus.sim.run --seeds $(SEEDS)
+	$(PY) -m simulator.run --seeds $(SEEDS) --validators 4,7
 
 lock:
 	cd requirements && ../$(VENV)/bin/pip-compile -q --strip-extras --no-header --no-emit-index-url --no-emit-find-links --allow-unsafe -o base.txt base.in
