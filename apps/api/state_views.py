@@ -234,7 +234,8 @@ class HistoryQuery(serializers.Serializer[Any]):
     tags=["state"], operation_id="listEntityHistory",
     summary="Every change of an entity's reputation (or quarantine) record, newest first",
     parameters=[*SUBJECT_PARAMETERS, HistoryQuery],
-    responses={200: HistoryItemSerializer(many=True), **problem_responses(400, 401, 403, 429)}))
+    responses={200: HistoryItemSerializer(many=True),
+               **problem_responses(400, 401, 403, 404, 429)}))
 class EntityHistoryView(FilteredListView):
     """The versions at which a subject's record changed, with the value written."""
 

@@ -21,9 +21,9 @@ urlpatterns = [
          name="submission-detail"),
     path("state/proof/", state_views.StateProofView.as_view(), name="state-proof"),
     # An entity value may hold a "/" (a CIDR), so the value is everything up to the last part.
-    re_path(r"^entities/(?P<kind>[a-z]{1,16})/(?P<value>.+)/history/$",
+    re_path(r"^entities/(?P<kind>[^/]+)/(?P<value>.+)/history/$",
             state_views.EntityHistoryView.as_view(), name="entity-history"),
-    re_path(r"^entities/(?P<kind>[a-z]{1,16})/(?P<value>.+)/$", state_views.EntityView.as_view(),
+    re_path(r"^entities/(?P<kind>[^/]+)/(?P<value>.+)/$", state_views.EntityView.as_view(),
             name="entity-detail"),
     re_path(r"^.*$", views.UnknownEndpointView.as_view(), name="unknown"),
 ]

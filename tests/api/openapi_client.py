@@ -63,10 +63,28 @@ class SchemaMismatch(AssertionError):
     pass
 
 
+Transport = Callable[[str, str, dict[str, str], bytes | None], ApiResponse]
+
+
+def urllib_transport(method: str, url: str, headers: dict[str, str],
+                     data: bytes | None) -> ApiResponse:
+    request = urllib.request.Request(  # noqa: S310 - http(s) base URL from the test
+        url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as raw:  # noqa: S310
+            return ApiResponse(raw.status, raw.headers.get_content_type(),
+                               json.loads(raw.read() or b"null"), dict(raw.headers))
+    except urllib.error.HTTPError as error:
+        return ApiResponse(error.code, error.headers.get_content_type(),
+                           json.loads(error.read() or b"null"), dict(error.headers))
+
+
 class GeneratedClient:
-    def __init__(self, document: dict[str, Any], base_url: str, token: str | None = None):
+    def __init__(self, document: dict[str, Any], base_url: str, token: str | None = None,
+                 transport: Transport = urllib_transport):
         self.base_url = base_url.rstrip("/")
         self.token = token
+        self.transport = transport
         components = to_json_schema(document.get("components", {}))
         self._registry = Registry().with_resource(
             _ROOT, Resource.from_contents({"components": components},
@@ -111,17 +129,7 @@ class GeneratedClient:
                 headers["Content-Type"] = "application/json"
             url = self.base_url + url_path + ("?" + urllib.parse.urlencode(query) if query
                                               else "")
-            request = urllib.request.Request(  # noqa: S310 - http(s) base URL from the test
-                url, data=data, method=method, headers=headers)
-            try:
-                with urllib.request.urlopen(request, timeout=30) as raw:  # noqa: S310
-                    response = ApiResponse(raw.status, raw.headers.get_content_type(),
-                                           json.loads(raw.read() or b"null"),
-                                           dict(raw.headers))
-            except urllib.error.HTTPError as error:
-                response = ApiResponse(error.code, error.headers.get_content_type(),
-                                       json.loads(error.read() or b"null"),
-                                       dict(error.headers))
+            response = self.transport(method, url, headers, data)
             self._check(operation, response)
             return response
 
