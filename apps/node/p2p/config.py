@@ -70,7 +70,8 @@ class NetworkConfig:
     Durations are seconds. ``dial_source_host`` binds outgoing connections to a local address
     (multi-homed hosts; tests use it to dial from 127.0.0.2). ``bootstrap_addresses``
     (``TRUSTED_P2P_PEERS``) are dialled in addition to the validator set's addresses; whoever
-    answers there must still be a validator of the set.
+    answers there must still be a validator of the set. ``higher_id_dial_delay`` is the head
+    start the higher id of a pair gives the lower id before dialling it (see transport).
     """
 
     chain_id: str
@@ -85,6 +86,7 @@ class NetworkConfig:
     backoff: Backoff = field(default_factory=Backoff)
     dial_source_host: str | None = None
     bootstrap_addresses: tuple[str, ...] = ()
+    higher_id_dial_delay: float = 2.0
     handshake_timeout: float = 5.0
     ping_interval: float = 2.0
     idle_timeout: float = 10.0
@@ -102,7 +104,8 @@ class NetworkConfig:
             raise P2PConfigError("max_message_size must be at least 1024 bytes")
         if not 0 < self.ping_interval < self.idle_timeout:
             raise P2PConfigError("need 0 < ping_interval < idle_timeout")
-        if self.handshake_timeout <= 0 or self.tick_interval <= 0 or self.send_queue_frames < 1:
+        if (self.handshake_timeout <= 0 or self.tick_interval <= 0 or self.send_queue_frames < 1
+                or self.higher_id_dial_delay < 0):
             raise P2PConfigError("timeouts, tick interval and send queue must be positive")
         Allowlist.from_cidrs(self.allowed_ips)  # raises on a bad CIDR at construction time
         for address in self.bootstrap_addresses:

@@ -6,7 +6,9 @@ the lower validator id (by string order). When a second authenticated link to th
 appears, both ends apply the same rule, so they agree without talking: a link dialled by the
 lower id replaces one dialled by the higher id, a link from the same direction replaces the
 old one (the peer reconnected, so the old one is stale), and anything else is refused as
-``duplicate``.
+``duplicate``. To make duplicates rare, the higher id of a pair waits ``higher_id_dial_delay``
+after each loss of the link before it dials, giving the lower id a head start; frames queued on
+a link that dedup then closes are lost (consensus tolerates loss).
 
 Received frames pass the frame checks (:mod:`framing`), the per-topic rate limit
 (:mod:`ratelimit`) and are handed, in order per peer, to ``on_message(peer_id, topic,
@@ -427,15 +429,24 @@ class PeerNetwork:
 
     async def _dial_loop(self, peer: PeerRecord) -> None:
         peer_id = peer.validator.validator_id
-        # Let the lower id dial first: one link per pair, usually without a duplicate.
-        head_start = 0.0 if self._own_id < peer_id else self._config.backoff.initial
-        await self._wait(peer, head_start + self._rng.uniform(0, self._config.backoff.initial))
+        # The lower id dials at once; the higher id gives it a head start after every loss of
+        # the link, so simultaneous dials (and frames lost on the link dedup then closes) are
+        # rare. If the lower id cannot reach us, we still dial it after the head start.
+        yields = self._own_id > peer_id
+        await self._wait(peer, self._rng.uniform(0, self._config.backoff.initial))
+        head_start_given = False
         while self._running and self._peers.get(peer_id) is peer:
             if peer.link is not None:
+                head_start_given = False
                 await self._wait(peer, self._config.idle_timeout)
                 continue
             if self._scores.is_quarantined(peer_id):
                 await self._wait(peer, self._config.tick_interval)
+                continue
+            if yields and not head_start_given:
+                head_start_given = True
+                await self._wait(peer, self._config.higher_id_dial_delay
+                                 * self._rng.uniform(1.0, 1.5))
                 continue
             await self._dial(peer)
             if peer.link is None:

@@ -115,6 +115,7 @@ class Cluster:
             "ping_interval": 0.5,
             "idle_timeout": 5.0,
             "tick_interval": 0.05,
+            "higher_id_dial_delay": 0.5,
         }
         values.update(overrides)
         return NetworkConfig(**values)
