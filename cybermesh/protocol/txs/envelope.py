@@ -241,7 +241,9 @@ def decode_transaction(
         signature=signature,
         version=version,
     )
-    if transaction.body != body_bytes:  # pragma: no cover - the strict decoder guarantees it
+    if transaction.body != body_bytes:
+        # The id and the signature must cover the received bytes; a schema whose to_cbor did
+        # not reproduce its input exactly would otherwise change the id silently.
         raise TxRejected(_R.MALFORMED_ENCODING, "body does not re-encode identically")
     if verify:
         transaction.verify_signature()

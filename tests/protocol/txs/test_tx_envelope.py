@@ -165,3 +165,22 @@ def test_transaction_constructor_refuses_a_foreign_payload() -> None:
         dataclasses.replace(tx, payload="not a payload")  # type: ignore[arg-type]
     assert refused.value.reason is TxRejectReason.UNKNOWN_KIND
     assert isinstance(tx, Transaction)
+
+
+def test_a_schema_that_does_not_reproduce_its_input_is_caught(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from cybermesh.protocol.txs.security_event import SecurityEvent
+
+    tx = signed(security_event())
+    original = SecurityEvent.to_cbor
+
+    def lossy(self: SecurityEvent) -> object:
+        body = original(self)
+        assert isinstance(body, dict)
+        body["severity"] = 1  # a buggy serializer
+        return body
+
+    monkeypatch.setattr(SecurityEvent, "to_cbor", lossy)
+    with pytest.raises(TxRejected) as refused:
+        decode_transaction(tx.wire, verify=False)
+    assert refused.value.reason is TxRejectReason.MALFORMED_ENCODING
