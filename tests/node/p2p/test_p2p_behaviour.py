@@ -18,6 +18,7 @@ from p2p_cluster import (
     start_all,
     stop_all,
 )
+from prometheus_client import REGISTRY
 
 from apps.node.p2p import PenaltyReason, RateLimit, RefusalReason, ScoringConfig, Topic
 from apps.node.p2p.framing import encode_frame
@@ -113,8 +114,17 @@ def test_runtime_penalties_quarantine_a_peer_and_it_reconnects_after_expiry():
                 network.penalize("node-1", P.INVALID_SIGNATURE)
             assert nodes[0].quarantined == []
             network.reward("node-1")
+            penalties_before = REGISTRY.get_sample_value(
+                "cybermesh_p2p_penalties_total",
+                {"node": "node-0", "reason": "invalid_signature"}) or 0.0
             network.penalize("node-1", P.INVALID_SIGNATURE)  # -40 * 3 + 1 = -119
             assert nodes[0].quarantined == [("node-1", "invalid_signature")]
+            assert REGISTRY.get_sample_value(
+                "cybermesh_p2p_penalties_total",
+                {"node": "node-0", "reason": "invalid_signature"}) == penalties_before + 1
+            assert REGISTRY.get_sample_value(
+                "cybermesh_p2p_peer_score", {"node": "node-0", "peer": "node-1"}
+            ) == pytest.approx(-119)
             await eventually(lambda: "node-1" not in network.connected_peers())
             # node-1 keeps re-dialling and is refused; node-0 does not dial it.
             await eventually(lambda: network.stats.refused[RefusalReason.QUARANTINED] >= 2,

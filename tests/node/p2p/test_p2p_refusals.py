@@ -17,12 +17,14 @@ from p2p_cluster import (
     start_all,
     stop_all,
 )
+from prometheus_client import REGISTRY
 
 from apps.node.p2p import RefusalReason, certificate_for
 from apps.node.p2p.tls import build_contexts
 from cybermesh.protocol.validator_set import Validator, ValidatorSet
 
 R = RefusalReason
+REFUSED = "cybermesh_p2p_refused_connections_total"
 
 
 async def _refused_tls_client(cluster: Cluster, context: ssl.SSLContext, target: str,
@@ -46,9 +48,12 @@ def test_a_peer_whose_key_is_not_in_the_validator_set_is_refused():
             outsider = signing_key("outsider")
             certificate = certificate_for(outsider, "outsider", "127.0.0.1:9")
             context = client_context(outsider, certificate, list(cluster.certificates.values()))
+            labels = {"node": "node-0", "reason": "unknown_key"}
+            before = REGISTRY.get_sample_value(REFUSED, labels) or 0.0
             assert await _refused_tls_client(cluster, context, "node-0", "outsider")
             await eventually(lambda: nodes[0].network.stats.refused[R.UNKNOWN_KEY] == 1)
             assert nodes[0].network.connected_peers() == ["node-1"]
+            assert REGISTRY.get_sample_value(REFUSED, labels) == before + 1
         finally:
             await stop_all(nodes)
     run(scenario())
