@@ -7,15 +7,21 @@ offered; see ``docs/api.md`` for the indexes each one relies on.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.db.models import QuerySet
 from rest_framework import serializers
 
+from apps.api.queries import first_height_at_or_after
 from apps.evidence.models import EvidenceStatus
 
 _IDENT = r"^[A-Za-z0-9._:@/-]+$"
 _MAX_HEIGHT = (1 << 63) - 1
+
+
+def _milliseconds(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
 
 
 class FilterSet(serializers.Serializer[Any]):
@@ -38,9 +44,10 @@ class TransactionFilterSet(FilterSet):
                                       help_text="Producer id")
     height = serializers.IntegerField(min_value=0, max_value=_MAX_HEIGHT, required=False,
                                       help_text="Only this block's transactions")
-    since = serializers.DateTimeField(required=False,
-                                      help_text="Created at or after (ISO 8601)")
-    until = serializers.DateTimeField(required=False, help_text="Created before (ISO 8601)")
+    since = serializers.DateTimeField(
+        required=False, help_text="In blocks with a block time at or after (ISO 8601)")
+    until = serializers.DateTimeField(
+        required=False, help_text="In blocks with a block time before (ISO 8601)")
 
     def apply(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
         data = self.validated_data
@@ -50,10 +57,14 @@ class TransactionFilterSet(FilterSet):
             queryset = queryset.filter(producer_id=data["producer"])
         if "height" in data:
             queryset = queryset.filter(block_height=data["height"])
+        # A time range is the range of heights committed in it (block times increase with
+        # height), so it narrows the primary-key range instead of scanning a time column.
         if "since" in data:
-            queryset = queryset.filter(created_at__gte=data["since"])
+            queryset = queryset.filter(block_height__gte=first_height_at_or_after(
+                _milliseconds(data["since"])))
         if "until" in data:
-            queryset = queryset.filter(created_at__lt=data["until"])
+            queryset = queryset.filter(block_height__lt=first_height_at_or_after(
+                _milliseconds(data["until"])))
         return queryset
 
 

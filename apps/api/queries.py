@@ -64,9 +64,10 @@ def block_list() -> QuerySet[BlockRow]:
 
 def find_block(identifier: str) -> BlockRow | None:
     kind, value = parse_block_identifier(identifier)
-    rows = BlockRow.objects.all()
-    return (rows.filter(height=value) if kind == "height"
-            else rows.filter(block_hash=value)).first()
+    rows = BlockRow.objects.filter(**{"height" if kind == "height" else "block_hash": value})
+    # No ORDER BY: the lookup is by a unique key (ordering would invite a primary-key walk).
+    found = list(rows.order_by()[:1])
+    return found[0] if found else None
 
 
 def committed_block(height: int) -> tuple[Block, QuorumCert] | None:
@@ -79,14 +80,41 @@ def latest_block() -> BlockRow | None:
     return block_list().order_by("-height").first()
 
 
+def _timestamp_at(height: int) -> int | None:
+    found = list(BlockRow.objects.filter(height=height).order_by()
+                 .values_list("timestamp_ms", flat=True)[:1])
+    return int(found[0]) if found else None
+
+
+def first_height_at_or_after(timestamp_ms: int) -> int:
+    """The lowest committed height whose block time is >= ``timestamp_ms`` (the tip + 1 when
+    none is). Consensus makes block times strictly increase with height, so this is a binary
+    search of about log2(height) primary-key probes: no index on time is needed."""
+    bounds = BlockRow.objects.order_by("height").values_list("height", flat=True)
+    low, high = bounds.first(), bounds.last()
+    if low is None or high is None:
+        return 0
+    high += 1  # answer in [low, high]; high means "after the tip"
+    while low < high:
+        middle = (low + high) // 2
+        stamp = _timestamp_at(middle)
+        if stamp is not None and stamp >= timestamp_ms:
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
 def transaction_list() -> QuerySet[TransactionRow]:
     return TransactionRow.objects.defer("payload", "signature", "public_key")
 
 
 def find_transaction(tx_id: bytes) -> TransactionRow | None:
-    """The committed transaction with this id (its first, non-replay occurrence)."""
-    return (TransactionRow.objects.filter(tx_id=tx_id)
-            .order_by("is_replay", "block_height", "idx").first())
+    """The committed transaction with this id: its first occurrence (later copies a Byzantine
+    leader replayed are stored with ``is_replay`` and never without a first one). Served by
+    the partial unique index on ``tx_id`` of non-replays."""
+    rows = list(TransactionRow.objects.filter(tx_id=tx_id, is_replay=False).order_by()[:1])
+    return rows[0] if rows else None
 
 
 def evidence_list() -> QuerySet[Evidence]:

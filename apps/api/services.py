@@ -51,10 +51,10 @@ class Submission:
 
 def transaction_status(tx_id: bytes) -> tuple[str, int | None] | None:
     """("committed", height), ("pending", None), or None when this node knows nothing."""
-    height = (LedgerTransaction.objects.filter(tx_id=tx_id, is_replay=False)
-              .values_list("block_height", flat=True).first())
-    if height is not None:
-        return "committed", int(height)
+    heights = list(LedgerTransaction.objects.filter(tx_id=tx_id, is_replay=False).order_by()
+                   .values_list("block_height", flat=True)[:1])
+    if heights:
+        return "committed", int(heights[0])
     if MempoolTransaction.objects.filter(tx_id=tx_id).exists():
         return "pending", None
     return None
