@@ -64,6 +64,25 @@ CONSENSUS_MAX_CLOCK_SKEW_MS = env.int("CONSENSUS_MAX_CLOCK_SKEW_MS", default=500
 CONSENSUS_REPLAY_WINDOW_MS = env.int("CONSENSUS_REPLAY_WINDOW_MS", default=300000)
 CONSENSUS_MESSAGE_CACHE_SIZE = env.int("CONSENSUS_MESSAGE_CACHE_SIZE", default=100000)
 
+# --- Mempool -------------------------------------------------------------------------------
+# JSON allowlist of producer keys, the kinds each may submit and their rate limits.
+MEMPOOL_PRODUCERS_PATH = env.str("MEMPOOL_PRODUCERS_PATH", default="")
+MEMPOOL_MAX_TXS = env.int("MEMPOOL_MAX_TXS", default=100_000)
+MEMPOOL_TTL_MS = env.int("MEMPOOL_TTL_MS", default=30 * 60 * 1000)
+MEMPOOL_CHAIN_ID = env.str("MEMPOOL_CHAIN_ID", default="")
+if not MEMPOOL_CHAIN_ID and CLUSTER_TOPOLOGY:
+    # Transactions are signed for one chain; take its id from genesis (checks report a bad file).
+    import json as _json
+
+    try:
+        MEMPOOL_CHAIN_ID = str(_json.loads(Path(CLUSTER_TOPOLOGY).read_text()).get("chain_id", ""))
+    except (OSError, ValueError, AttributeError):
+        MEMPOOL_CHAIN_ID = ""
+
+# --- Ledger and state ---------------------------------------------------------------------
+STATE_SNAPSHOT_INTERVAL = env.int("STATE_SNAPSHOT_INTERVAL", default=100)
+HTTP_PORT = env.int("HTTP_PORT", default=8000)
+
 # --- Audit and logging ------------------------------------------------------------------
 AUDIT_LOG_PATH = env.str("AUDIT_LOG_PATH", default="")  # optional JSON-lines mirror of the DB chain
 AUDIT_SIGNING_KEY = env.str("AUDIT_SIGNING_KEY", default="")  # path of the HMAC keyring file

@@ -3,7 +3,8 @@
 Writes, under DIR:
   genesis.json               the chain id, validators (id, public key, power 1, loopback
                              address 127.0.0.1:<p2p base + i>) and consensus parameters
-  node-<i>/node.key          each validator's Ed25519 key file, mode 0600
+  node-<i>/node.key          each validator's Ed25519 key file, mode 0600 (its TLS
+                             certificate, bound to that key, is embedded in genesis)
   node-<i>/node.env          the environment a node needs (NODE_ID, NODE_KEY_PATH, ports, ...)
 Refuses to overwrite an existing cluster directory, so keys are never silently replaced.
 """
@@ -11,12 +12,14 @@ Refuses to overwrite an existing cluster directory, so keys are never silently r
 from __future__ import annotations
 
 import json
+import time
 from argparse import ArgumentParser
 from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from apps.node.p2p.tls import certificate_for
 from cybermesh.keyfiles import KeyFileError, generate_signing_key
 from cybermesh.protocol.genesis import GenesisError, genesis_document, parse_genesis
 
@@ -36,8 +39,8 @@ class Command(BaseCommand):
         parser.add_argument("--address-template", default="127.0.0.1:{port}",
                             help="peer address of validator i; {i} and {port} are filled in "
                                  "(e.g. 'node-{i}-p2p:7000' for docker-compose)")
-        parser.add_argument("--genesis-time-ms", type=int, default=0,
-                            help="agreed genesis timestamp (unix ms); 0 for a local cluster")
+        parser.add_argument("--genesis-time-ms", type=int, default=None,
+                            help="agreed genesis timestamp (unix ms); default: now")
         parser.add_argument("--allow-no-fault-tolerance", action="store_true",
                             help="permit fewer than 4 validators (development only)")
 
@@ -54,6 +57,7 @@ class Command(BaseCommand):
         out.mkdir(parents=True, exist_ok=True)
 
         validators = []
+        certificates = {}
         for index in range(count):
             node_id = f"node-{index}"
             node_dir = out / node_id
@@ -65,6 +69,8 @@ class Command(BaseCommand):
             p2p_port = options["p2p_base_port"] + index
             address = options["address_template"].format(i=index, port=p2p_port)
             validators.append((node_id, key.public_key.raw, 1, address))
+            # The TLS certificate peers pin: self-signed by, and bound to, the validator key.
+            certificates[node_id] = certificate_for(key, node_id, address).decode()
             env_lines = {
                 "NODE_ID": node_id,
                 "NODE_TYPE": "validator",
@@ -77,9 +83,15 @@ class Command(BaseCommand):
             (node_dir / "node.env").write_text(
                 "".join(f"{key_name}={value}\n" for key_name, value in env_lines.items()))
 
+        genesis_time_ms = options["genesis_time_ms"]
+        if genesis_time_ms is None:
+            # Block timestamps start here; the executor's expiry clock counts from it.
+            genesis_time_ms = time.time_ns() // 1_000_000
         document = genesis_document(
-            chain_id=options["chain_id"], genesis_time_ms=options["genesis_time_ms"],
+            chain_id=options["chain_id"], genesis_time_ms=genesis_time_ms,
             validators=validators, min_fault_tolerance=0 if count < 4 else 1)
+        for entry in document["validators"]:
+            entry["tls_certificate"] = certificates[entry["id"]]
         text = json.dumps(document, indent=2, sort_keys=True) + "\n"
         try:
             genesis = parse_genesis(text)
