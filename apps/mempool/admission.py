@@ -72,6 +72,7 @@ DEFAULT_MAX_TXS = 100_000
 DEFAULT_TTL_MS = 30 * 60 * 1000
 DEFAULT_REPLAY_WINDOW_MS = 5 * 60 * 1000
 DEFAULT_MAX_FUTURE_SKEW_MS = 5000
+DEFAULT_LOCK_TIMEOUT_MS = 5000
 MAX_SOURCE_CHARS = 64
 
 
@@ -209,6 +210,7 @@ class MempoolConfig:
     ttl_ms: int = DEFAULT_TTL_MS
     replay_window_ms: int = DEFAULT_REPLAY_WINDOW_MS
     max_future_skew_ms: int = DEFAULT_MAX_FUTURE_SKEW_MS
+    lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS
 
     def __post_init__(self) -> None:
         if not self.chain_id:
@@ -217,8 +219,10 @@ class MempoolConfig:
             value = getattr(self, name)
             if type(value) is not int or value < 1:
                 raise ImproperlyConfigured(f"mempool {name} must be a positive integer")
-        if type(self.max_future_skew_ms) is not int or self.max_future_skew_ms < 0:
-            raise ImproperlyConfigured("mempool max_future_skew_ms must be >= 0")
+        for name in ("max_future_skew_ms", "lock_timeout_ms"):
+            value = getattr(self, name)
+            if type(value) is not int or value < 0:
+                raise ImproperlyConfigured(f"mempool {name} must be an integer >= 0")
         if self.ttl_ms <= self.replay_window_ms:
             raise ImproperlyConfigured("MEMPOOL_TTL_MS must exceed MEMPOOL_REPLAY_WINDOW_MS")
 
@@ -245,6 +249,8 @@ class MempoolConfig:
             max_future_skew_ms=getattr(settings, "MEMPOOL_MAX_FUTURE_SKEW_MS",
                                        getattr(settings, "CONSENSUS_MAX_CLOCK_SKEW_MS",
                                                DEFAULT_MAX_FUTURE_SKEW_MS)),
+            lock_timeout_ms=getattr(settings, "MEMPOOL_LOCK_TIMEOUT_MS",
+                                    DEFAULT_LOCK_TIMEOUT_MS),
         )
 
 
@@ -433,6 +439,7 @@ class AdmissionPipeline:
                         source: str) -> _DatabaseOutcome:
         # Runs again from scratch after a serialization failure: no state outside the result.
         outcome = _DatabaseOutcome()
+        store.set_lock_timeout(self.config.lock_timeout_ms)
         live = self._check_nonces(pending, outcome)
         fresh = self._dedupe(live, outcome)
         allowed = self._rate_and_quota(fresh, now_ms, outcome)

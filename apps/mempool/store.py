@@ -6,7 +6,8 @@ a batch). Here each column travels as ONE array parameter: ``= ANY(%s)`` for loo
 ``INSERT ... SELECT * FROM unnest(...)`` for inserts, both supported by PostgreSQL and
 CockroachDB. Table and column names come from the models, so a rename cannot drift.
 
-Everything runs on the caller's connection, inside the caller's transaction.
+Everything runs on the caller's connection, inside the caller's transaction. On SQLite (the
+no-server quick start) the same functions fall back to the ORM.
 """
 
 from __future__ import annotations
@@ -19,18 +20,44 @@ from django.db import connection
 from apps.ledger.models import Transaction as LedgerTransaction
 from apps.mempool.models import MempoolTransaction, ProducerNonce
 
-__all__ = ["NewTransaction", "insert_nonces", "insert_transactions", "known_tx_ids",
-           "recorded_nonces"]
+__all__ = ["NewTransaction", "arrays_supported", "insert_nonces", "insert_transactions",
+           "known_tx_ids", "recorded_nonces", "set_lock_timeout"]
 
 _POOL = MempoolTransaction._meta.db_table
 _LEDGER = LedgerTransaction._meta.db_table
 _NONCES = ProducerNonce._meta.db_table
+_ARRAY_VENDORS = frozenset({"postgresql", "cockroachdb"})
+_ORM_CHUNK = 500  # stays under SQLite's bound-parameter limit
+
+
+def arrays_supported() -> bool:
+    """Whether the database takes array parameters (PostgreSQL, CockroachDB)."""
+    return connection.vendor in _ARRAY_VENDORS
+
+
+def set_lock_timeout(milliseconds: int) -> None:
+    """Bound how long the current transaction waits for a lock: a stuck lock holder makes
+    admission raise (the caller retries later) instead of hanging the ingest loop."""
+    if arrays_supported() and milliseconds > 0:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL lock_timeout = '{int(milliseconds)}ms'")
+
+
+def _chunks(items: Sequence[bytes]) -> list[list[bytes]]:
+    return [list(items[start:start + _ORM_CHUNK]) for start in range(0, len(items), _ORM_CHUNK)]
 
 
 def known_tx_ids(tx_ids: Sequence[bytes]) -> set[bytes]:
     """Which of ``tx_ids`` are in the mempool or in the ledger."""
     if not tx_ids:
         return set()
+    if not arrays_supported():
+        known: set[bytes] = set()
+        for chunk in _chunks(tx_ids):
+            for model in (MempoolTransaction, LedgerTransaction):
+                known.update(bytes(tx_id) for tx_id in model.objects.filter(
+                    tx_id__in=chunk).values_list("tx_id", flat=True))
+        return known
     ids = list(tx_ids)
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT tx_id FROM {_POOL} WHERE tx_id = ANY(%s) "  # noqa: S608
@@ -42,6 +69,17 @@ def recorded_nonces(keys: Sequence[tuple[str, bytes]]) -> dict[tuple[str, bytes]
     """The transaction id recorded for each (producer id, nonce) that has one."""
     if not keys:
         return {}
+    if not arrays_supported():
+        wanted = set(keys)
+        found: dict[tuple[str, bytes], bytes] = {}
+        for chunk in _chunks([nonce for _, nonce in keys]):
+            rows = ProducerNonce.objects.filter(
+                producer_id__in={producer_id for producer_id, _ in keys}, nonce__in=chunk
+            ).values_list("producer_id", "nonce", "tx_id")
+            for producer_id, nonce, tx_id in rows:
+                if (producer_id, bytes(nonce)) in wanted:
+                    found[(producer_id, bytes(nonce))] = bytes(tx_id)
+        return found
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT n.producer_id, n.nonce, n.tx_id FROM {_NONCES} AS n "  # noqa: S608
@@ -81,6 +119,14 @@ _INSERT_POOL = (f"INSERT INTO {_POOL} ({', '.join(_COLUMNS)}) SELECT * FROM unne
 def insert_transactions(rows: Sequence[NewTransaction]) -> None:
     if not rows:
         return
+    if not arrays_supported():
+        MempoolTransaction.objects.bulk_create([MempoolTransaction(
+            tx_id=row.tx_id, wire=row.wire, kind=row.kind, producer_id=row.producer_id,
+            key_id=row.key_id, nonce=row.nonce, created_at_ms=row.created_at_ms,
+            admitted_at_ms=row.admitted_at_ms, expires_at_ms=row.expires_at_ms,
+            weight=row.weight, priority=row.priority, size_bytes=len(row.wire),
+            source=row.source) for row in rows], batch_size=_ORM_CHUNK // 13)
+        return
     columns: list[list[object]] = [
         [row.tx_id for row in rows], [row.wire for row in rows], [row.kind for row in rows],
         [row.producer_id for row in rows], [row.key_id for row in rows],
@@ -95,6 +141,11 @@ def insert_transactions(rows: Sequence[NewTransaction]) -> None:
 def insert_nonces(rows: Sequence[tuple[str, bytes, bytes, int]]) -> None:
     """Insert (producer id, nonce, tx id, created at ms) rows."""
     if not rows:
+        return
+    if not arrays_supported():
+        ProducerNonce.objects.bulk_create([ProducerNonce(
+            producer_id=producer_id, nonce=nonce, tx_id=tx_id, created_at_ms=created_at_ms)
+            for producer_id, nonce, tx_id, created_at_ms in rows], batch_size=_ORM_CHUNK // 4)
         return
     with connection.cursor() as cursor:
         cursor.execute(

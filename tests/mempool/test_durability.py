@@ -130,3 +130,36 @@ def test_concurrent_admissions_keep_the_cap_and_the_counter_exact(
     assert (stats.tx_count, stats.total_bytes) == (size.tx_count, size.total_bytes)
     admitted = sum(status is AdmissionStatus.ADMITTED for batch in outcomes for status in batch)
     assert admitted >= cap
+
+
+def test_a_lock_held_too_long_makes_admission_raise_instead_of_hang(
+        make_pipeline: MakePipeline) -> None:
+    pipeline = make_pipeline(lock_timeout_ms=200)
+    pipeline.admit(event(1).wire, now_ms=NOW, source="test")  # creates the counter row
+    admitted_before = sample("cybermesh_mempool_admitted_total", kind="security_event")
+    with _fresh_connection() as holder:
+        holder.autocommit = False
+        holder.execute("LOCK TABLE mempool_stats IN ACCESS EXCLUSIVE MODE")
+        with pytest.raises(OperationalError, match="lock timeout"):
+            pipeline.admit(event(2).wire, now_ms=NOW, source="test")
+        holder.rollback()
+    assert sample("cybermesh_mempool_admitted_total", kind="security_event") == admitted_before
+    assert pipeline.admit(event(2).wire, now_ms=NOW, source="test").admitted
+
+
+def test_the_orm_path_for_databases_without_arrays_gives_the_same_answers(
+        make_pipeline: MakePipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    from apps.mempool import store
+
+    monkeypatch.setattr(store, "arrays_supported", lambda: False)
+    pipeline = make_pipeline()
+    first = [event(nonce) for nonce in range(600)]  # more than one ORM chunk
+    results = pipeline.admit_batch([t.wire for t in first], now_ms=NOW, source="test")
+    assert all(result.admitted for result in results)
+    again = pipeline.admit_batch([first[0].wire, event(1, severity=9).wire,
+                                  event(700).wire], now_ms=NOW, source="test")
+    assert [result.status for result in again] == [
+        AdmissionStatus.DUPLICATE, AdmissionStatus.REJECTED, AdmissionStatus.ADMITTED]
+    assert again[1].reason is not None and again[1].reason.value == "nonce_reused"
+    assert pool_size().tx_count == 601
+    assert ProducerNonce.objects.count() == 601
