@@ -145,8 +145,13 @@ class PeerNetwork:
     # ----- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(
-            self._accept, self._config.listen_host, self._config.listen_port)
+        """Listen and start dialling. P2PConfigError (one line) if the port cannot be bound."""
+        host, port = self._config.listen_host, self._config.listen_port
+        try:
+            self._server = await asyncio.start_server(self._accept, host, port)
+        except OSError as error:
+            raise P2PConfigError(f"cannot listen for peers on {host}:{port}: "
+                                 f"{error.strerror or error}") from None
         self._running = True
         for peer in self._peers.values():
             self._start_dialler(peer)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from p2p_cluster import (
     Cluster,
     Node,
@@ -15,7 +16,7 @@ from p2p_cluster import (
     stop_all,
 )
 
-from apps.node.p2p import RefusalReason, Topic
+from apps.node.p2p import P2PConfigError, RefusalReason, Topic
 from apps.node.p2p.framing import APPLICATION_TOPICS
 from cybermesh.protocol.validator_set import Validator, ValidatorSet
 
@@ -187,4 +188,18 @@ def test_simultaneous_dials_settle_on_one_connection_per_pair():
             await eventually(lambda: all(len(node.received) == 3 for node in nodes))
         finally:
             await stop_all(nodes)
+    run(scenario())
+
+
+def test_a_port_in_use_is_reported_in_one_line():
+    async def scenario():
+        cluster = Cluster(["a", "b"])
+        first, second = cluster.node("a"), cluster.node("a")
+        await first.network.start()
+        try:
+            with pytest.raises(P2PConfigError, match=r"cannot listen for peers on 127\.0\.0\.1"):
+                await second.network.start()
+        finally:
+            await first.network.stop()
+            await second.network.stop()
     run(scenario())
