@@ -419,7 +419,7 @@ class ConsensusCore:
             return
         payload = event.payload
         qc = self.highest_qc
-        if payload is None and qc.height <= self.committed.height + 1 \
+        if payload is None and not self._content_awaits_commit() \
                 and self._heartbeats < MAX_HEARTBEATS_PER_VIEW:
             self._send_heartbeat()
             return
@@ -442,6 +442,16 @@ class ConsensusCore:
             block.block_id, block.height, signature)
         proposal = Proposal(block=block, tc=tc, signature=signature)
         self._persist_then(data, lambda: self._broadcast(proposal))
+
+    def _content_awaits_commit(self) -> bool:
+        """Whether a certified, uncommitted block with a payload waits for a child.
+
+        The 2-chain rule commits a block only when its direct child is certified too, so the
+        last block of a burst would wait for the next burst. An empty child drives it home at
+        once; empty blocks themselves never need one, so an idle chain stops growing.
+        """
+        chain, missing = self.tree.chain_above_committed(self.highest_qc.block_id)
+        return missing is not None or any(block.payload for block in chain)
 
     def _proposal_well_formed(self, proposal: Proposal) -> bool:
         block, tc = proposal.block, proposal.tc
