@@ -422,3 +422,15 @@ def test_chain_and_config_are_checked_when_the_pipeline_is_built() -> None:
         MempoolConfig(chain_id=CHAIN, ttl_ms=1000, replay_window_ms=1000)
     with pytest.raises(ImproperlyConfigured):
         MempoolConfig(chain_id=CHAIN, max_txs=0)
+
+
+def test_every_rejection_reason_has_a_test_in_this_module() -> None:
+    import re
+    from pathlib import Path
+
+    source = Path(__file__).read_text()
+    refused = set(re.findall(r"_refused\((?:(?!_refused\(|\ndef ).)*?_R\.([A-Z_]+)", source,
+                             flags=re.DOTALL))
+    refused |= set(re.findall(r"reason is _R\.([A-Z_]+)", source))
+    missing = {reason.name for reason in AdmissionReason} - refused
+    assert not missing, f"no test produces {sorted(missing)}"
