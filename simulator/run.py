@@ -3,6 +3,7 @@
     python -m simulator.run --seeds 200 --validators 4,7
     python -m simulator.run --replay 1234 --profile lossy --validators 4
     python -m simulator.run --twins-views 2          # every n=4, f=1 Twins scenario over 2 views
+    python -m simulator.run --scripted               # the scripted timeout/epoch-rule attacks
 
 A failing schedule prints its seed, profile and size, then a shrunk configuration that still
 fails; exit status is 1 if any schedule failed.
@@ -16,6 +17,7 @@ import time
 from dataclasses import replace
 
 from cybermesh.protocol.consensus.sim.byzantine import Fault
+from cybermesh.protocol.consensus.sim.scenarios import SCENARIOS, run_scenario
 from cybermesh.protocol.consensus.sim.twins import scenario_count, twins_config, twins_scenarios
 from cybermesh.protocol.consensus.sim.world import SimConfig, SimResult, run_schedule
 
@@ -72,12 +74,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="append", choices=sorted(PROFILES))
     parser.add_argument("--replay", type=int)
     parser.add_argument("--twins-views", type=int, default=0)
+    parser.add_argument("--scripted", action="store_true",
+                        help="run each scripted attack with every rule on (must pass) and with "
+                             "its rule off (must be caught)")
     args = parser.parse_args(argv)
     sizes = [int(v) for v in args.validators.split(",")]
     profiles = args.profile or sorted(PROFILES)
     failures = runs = 0
     started = time.perf_counter()
-    if args.twins_views:
+    if args.scripted:
+        for name, (_, rule) in SCENARIOS.items():
+            for disabled in (frozenset(), frozenset({rule})):
+                result = run_scenario(name, disabled)
+                runs += 1
+                expected = bool(disabled)
+                caught = result.violation is not None
+                failures += caught != expected
+                print(f"{result.summary()} -> {'as expected' if caught == expected else 'WRONG'}")
+    elif args.twins_views:
         total = scenario_count(4, 1, args.twins_views)
         for index, scenario in enumerate(twins_scenarios(4, 1, args.twins_views)):
             result = run_schedule(twins_config(4, 1, scenario), index)

@@ -378,10 +378,25 @@ class Simulation:
         restart = min(self.now + inst.rng.between(100, 1500), self.config.heal_at_ms)
         self._push(max(restart, self.now + 1), _RESTART, inst.index, None)
 
-    def _restart(self, inst: Instance) -> None:
+    def rebuild_core(self, inst: Instance) -> None:
+        """A restarted core: from the persisted safety data and the committed ledger only.
+
+        As the runtime's bootstrap does, a committed tip that ends its epoch (it carries
+        ``next_validators``) starts the next epoch, even if the crash cut off the
+        ``EnterEpoch`` action that followed the commit.
+        """
+        ledger, tip = inst.ledger, inst.ledger.tip
+        if tip.next_validators is not None and tip.epoch == ledger.epoch.epoch:
+            validator_set = ValidatorSet(epoch=tip.epoch + 1, validators=tip.next_validators)
+            ledger.epoch = EpochState(tip.epoch + 1, validator_set, tip.block_id, tip.height)
+            ledger.tip_qc = None
+            if inst.honest:
+                self.checker.on_epoch(ledger.epoch)
         safety = None if inst.persisted is None else SafetyData.from_bytes(inst.persisted)
-        inst.core = self._make_core(inst.signer, inst.validator_id, inst.ledger, safety,
-                                    inst.honest)
+        inst.core = self._make_core(inst.signer, inst.validator_id, ledger, safety, inst.honest)
+
+    def _restart(self, inst: Instance) -> None:
+        self.rebuild_core(inst)
         inst.crashed = False
         self._deliver(inst, Start())
 
