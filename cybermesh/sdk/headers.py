@@ -85,7 +85,7 @@ def event_headers(transaction: Transaction) -> Headers:
     ]
 
 
-def header_map(headers: Iterable[tuple[str, bytes | None]] | None) -> dict[str, str]:
+def header_map(headers: Iterable[tuple[str, str | bytes | None]] | None) -> dict[str, str]:
     """Headers as text, bounded: at most 32, each value cut at 1 KiB, undecodable bytes
     replaced. The first occurrence of a name wins. For display and routing only."""
     result: dict[str, str] = {}
@@ -94,6 +94,6 @@ def header_map(headers: Iterable[tuple[str, bytes | None]] | None) -> dict[str, 
             break
         if name in result:
             continue
-        raw = value or b""
+        raw = value.encode() if isinstance(value, str) else (value or b"")
         result[name[:64]] = raw[:MAX_HEADER_VALUE_BYTES].decode("utf-8", "replace")
     return result

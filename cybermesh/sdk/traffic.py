@@ -7,7 +7,7 @@ The mix: mostly security events about a small, skewed population of offenders (a
 get most alerts, as in real detector output), some evidence backing earlier events, a few policy
 changes (quarantines and deny rules with an expiry). Bad events, on request:
 
-``malformed``    bytes that are not a canonical CBOR transaction
+``malformed``    bytes that are not CBOR (junk, or a transaction cut short)
 ``forged``       a valid transaction with one bit of its signature flipped
 ``oversized``    a value larger than any transaction may be
 ``unauthorized`` correctly signed by a key the validators do not know
@@ -22,7 +22,6 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from cybermesh.protocol.codec import encode
 from cybermesh.protocol.crypto.signing import SigningKey
 from cybermesh.protocol.txs import (
     MAX_TX_BYTES,
@@ -181,10 +180,10 @@ class TrafficGenerator:
         """One event that every validator must refuse, with the reason ``bad`` names."""
         kind = TxKind.SECURITY_EVENT
         if bad is BadKind.MALFORMED:
+            # Bytes that are not CBOR at all: a stray "break" byte, or a transaction cut short.
             value = self.random.choice([
-                self.random.randbytes(self.random.randint(1, 200)),
-                encode({"not": "a transaction"}),
-                self.valid(now_ms).value[:-7],  # truncated
+                b"\xff" + self.random.randbytes(self.random.randint(0, 200)),
+                self.sign(self.payload(now_ms, kind), now_ms).wire[:-7],
             ])
             return Event(kind, value, b"malformed", None, bad)
         if bad is BadKind.OVERSIZED:
