@@ -448,10 +448,17 @@ class ConsensusCore:
 
         The 2-chain rule commits a block only when its direct child is certified too, so the
         last block of a burst would wait for the next burst. An empty child drives it home at
-        once; empty blocks themselves never need one, so an idle chain stops growing.
+        once; empty blocks themselves never need one, so an idle chain stops growing. The QC
+        that commits a block with content is also carried once more in a proposal, because the
+        other replicas learn certificates only from proposals (heartbeats carry just a view).
         """
-        chain, missing = self.tree.chain_above_committed(self.highest_qc.block_id)
-        return missing is not None or any(block.payload for block in chain)
+        certified = self.highest_qc.block_id
+        chain, missing = self.tree.chain_above_committed(certified)
+        if missing is not None or any(block.payload for block in chain):
+            return True
+        block = self.tree.get(certified)
+        parent = None if block is None else self.tree.get(block.parent_id)
+        return bool(parent is not None and parent.payload)
 
     def _proposal_well_formed(self, proposal: Proposal) -> bool:
         block, tc = proposal.block, proposal.tc
