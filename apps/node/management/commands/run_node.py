@@ -1,0 +1,156 @@
+"""`manage.py run_node`: start a validator.
+
+Components:
+  all     (default) the consensus worker and the ASGI server (admin, REST API) in one process —
+          the quick start and `cluster up`;
+  worker  only the consensus worker (the only writer of consensus state);
+  web     only the ASGI server, reading what the worker wrote (scale these out freely).
+
+SIGTERM or Ctrl-C: the worker finishes the commit in flight, flushes and closes its peer links,
+then the process exits 0. A bad genesis, a missing key or a port in use is one clear line on
+stderr and exit status 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import signal
+import socket
+import threading
+from argparse import ArgumentParser
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from apps.node.p2p.config import NetworkConfig
+from apps.node.p2p.errors import P2PConfigError
+from apps.node.p2p.tls import genesis_certificates
+from apps.node.runtime import NodeRuntime, RuntimeConfig
+from cybermesh.keyfiles import KeyFileError, load_signing_key
+from cybermesh.protocol.genesis import GenesisError
+from cybermesh.topology import load_genesis
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                return False
+            raise
+    return True
+
+
+def build_runtime_config() -> RuntimeConfig:
+    """The worker's configuration from settings; CommandError with one line on any problem."""
+    if not settings.CLUSTER_TOPOLOGY:
+        raise CommandError("CLUSTER_TOPOLOGY is not set: name the genesis file")
+    try:
+        genesis = load_genesis(settings.CLUSTER_TOPOLOGY)
+        document = json.loads(Path(settings.CLUSTER_TOPOLOGY).read_text())
+        certificates = genesis_certificates(document)
+    except GenesisError as error:
+        raise CommandError("bad genesis: " + "; ".join(error.problems)) from None
+    except P2PConfigError as error:
+        raise CommandError(f"bad genesis: {error}") from None
+    if settings.NODE_ID not in genesis.validator_set:
+        raise CommandError(f"NODE_ID={settings.NODE_ID!r} is not a validator of this genesis")
+    if not settings.NODE_KEY_PATH:
+        raise CommandError("NODE_KEY_PATH is not set: name this validator's key file")
+    try:
+        key = load_signing_key(settings.NODE_KEY_PATH)
+    except KeyFileError as error:
+        raise CommandError(str(error)) from None
+    validator = genesis.validator_set.get(settings.NODE_ID)
+    assert validator is not None  # noqa: S101 -- checked above
+    if key.public_key.raw != validator.public_key:
+        raise CommandError(f"NODE_KEY_PATH holds a key that is not {settings.NODE_ID}'s "
+                           "validator key in genesis")
+    try:
+        network = NetworkConfig(
+            chain_id=genesis.chain_id, listen_host=settings.P2P_LISTEN_HOST,
+            listen_port=settings.P2P_LISTEN_PORT, allowed_ips=tuple(settings.ALLOWED_IPS),
+            max_message_size=settings.P2P_MAX_MESSAGE_SIZE, topic_names=settings.P2P_TOPICS,
+            bootstrap_addresses=tuple(settings.TRUSTED_P2P_PEERS))
+    except P2PConfigError as error:
+        raise CommandError(f"bad peer-to-peer settings: {error}") from None
+    return RuntimeConfig(node_id=settings.NODE_ID, genesis=genesis, signing_key=key,
+                         certificates=certificates, network=network)
+
+
+def run_worker(config: RuntimeConfig, stop: threading.Event | None = None,
+               started: threading.Event | None = None) -> None:
+    """Run the consensus worker until SIGTERM/SIGINT (main thread) or ``stop`` is set."""
+
+    async def main() -> None:
+        stop_async = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        if stop is None:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, stop_async.set)
+        else:
+            loop.run_in_executor(None, lambda: (stop.wait(), loop.call_soon_threadsafe(
+                stop_async.set)))
+        runtime = NodeRuntime(config)
+        await runtime.run(stop_async, on_started=started.set if started else None)
+
+    asyncio.run(main())
+
+
+class Command(BaseCommand):
+    help = "Start this node: consensus worker and/or web server."
+    requires_system_checks = "__all__"
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("--component", choices=["all", "worker", "web"], default="all")
+        parser.add_argument("--bind", default="",
+                            help="host:port of the web server (default 127.0.0.1:$HTTP_PORT "
+                                 "or 8000)")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        component = options["component"]
+        bind = options["bind"] or f"127.0.0.1:{getattr(settings, 'HTTP_PORT', 8000)}"
+        host, _, port_text = bind.rpartition(":")
+        if not port_text.isdigit():
+            raise CommandError(f"--bind {bind!r} must be host:port")
+        port = int(port_text)
+        config = build_runtime_config() if component in ("all", "worker") else None
+        if config is not None and not _port_free(settings.P2P_LISTEN_HOST,
+                                                 settings.P2P_LISTEN_PORT):
+            raise CommandError(f"P2P port {settings.P2P_LISTEN_HOST}:"
+                               f"{settings.P2P_LISTEN_PORT} is already in use")
+        if component in ("all", "web") and not _port_free(host, port):
+            raise CommandError(f"HTTP port {host}:{port} is already in use")
+        if component == "worker":
+            assert config is not None  # noqa: S101
+            run_worker(config)
+            return
+        stop = threading.Event()
+        worker: threading.Thread | None = None
+        if config is not None:
+            worker = threading.Thread(target=run_worker, args=(config, stop), name="worker",
+                                      daemon=False)
+            worker.start()
+        try:
+            self._serve_web(host, port)
+        finally:
+            stop.set()
+            if worker is not None:
+                worker.join(timeout=30)
+
+    def _serve_web(self, host: str, port: int) -> None:
+        from daphne.endpoints import build_endpoint_description_strings
+        from daphne.server import Server
+
+        from cybermesh.asgi import application
+
+        self.stdout.write(f"serving http://{host}:{port}/")
+        Server(application=application,
+               endpoints=build_endpoint_description_strings(host=host, port=port),
+               signal_handlers=True, verbosity=0).run()
