@@ -11,10 +11,9 @@ not vote until it has watched the network move past any view it could have voted
 
 from __future__ import annotations
 
+from apps.node.models import SafetyRecord
 from cybermesh.db import serializable_transaction
 from cybermesh.protocol.consensus.safety import SafetyData
-
-from apps.node.models import SafetyRecord
 
 
 @serializable_transaction
