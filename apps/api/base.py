@@ -34,6 +34,7 @@ from apps.api.tokens import ApiTokenAuthentication
 REQUEST_ID_HEADER = "X-Request-ID"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
+_DIGITS = re.compile(r"^[0-9]{1,18}$")
 
 
 def _request_id(request: HttpRequest) -> str:
@@ -72,9 +73,9 @@ class ApiMixin:
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         length = request.META.get("CONTENT_LENGTH") or "0"
-        if not length.isdigit():
-            length = "0"
-        if int(length) > self.max_body_bytes:
+        # A malformed length is left to the server and the parser; only a stated length
+        # above the limit is refused here (ASCII digits: "²".isdigit() is True too).
+        if _DIGITS.match(length) and int(length) > self.max_body_bytes:
             # Refused before a byte of the body is read or parsed.
             raise PayloadTooLarge(self.max_body_bytes)
         super().initial(request, *args, **kwargs)  # type: ignore[misc]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from typing import Any
 
 from django.db.models import F
@@ -27,6 +28,7 @@ from rest_framework.utils.urls import replace_query_param
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 MAX_CURSOR_CHARS = 512
+_LIMIT = re.compile(r"^[0-9]{1,4}$")
 
 CursorFields = tuple[tuple[str, type], ...]
 
@@ -71,7 +73,8 @@ def parse_limit(request: Request) -> int:
     text = request.query_params.get("limit")
     if text is None:
         return DEFAULT_LIMIT
-    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+    # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+    if not _LIMIT.match(text) or not 1 <= int(text) <= MAX_LIMIT:
         raise ValidationError({"limit": [f"Must be an integer from 1 to {MAX_LIMIT}."]})
     return int(text)
 

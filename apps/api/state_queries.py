@@ -18,7 +18,8 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import BinaryField, Exists, OuterRef, QuerySet
+from django.db.models.functions import Substr
 
 from apps.ledger.models import Block as BlockRow
 from apps.ledger.rows import load_block
@@ -27,7 +28,8 @@ from apps.state.queries import read_with_proof
 from apps.state.services import StateError
 from cybermesh.protocol.consensus.messages import Block, QuorumCert
 from cybermesh.protocol.executor.keys import Subject, quarantine_key, reputation_key
-from cybermesh.protocol.executor.records import StateCorrupt, decode_record
+from cybermesh.protocol.executor.policy import Decision, effective_decision
+from cybermesh.protocol.executor.records import Record, RecordType, StateCorrupt, decode_record
 from cybermesh.protocol.merkle.errors import MerkleError
 from cybermesh.protocol.merkle.sparse_proof import Proof
 from cybermesh.protocol.txs.entity import Entity, EntityKind
@@ -138,3 +140,87 @@ def record_json(value: bytes | None) -> dict[str, Any] | None:
     except StateCorrupt:
         return {"type": "unknown", "fields": {}}
     return {"type": record.TYPE.name.lower(), "fields": _plain(record)}
+
+
+# --- policy -----------------------------------------------------------------------------------
+
+# A stored record is the canonical CBOR array [type, ...]: its second byte is the type tag
+# (the first is the array header), so rules and quarantines can be told from the bytes.
+POLICY_TAGS = {"rule": bytes([RecordType.RULE.value]),
+               "quarantine": bytes([RecordType.QUARANTINE.value])}
+
+
+def version_time_ms(version: int) -> int:
+    """The block time of block ``version``: what "now" is for the state after it."""
+    stamp = (BlockRow.objects.filter(height=version).order_by()
+             .values_list("timestamp_ms", flat=True).first())
+    if stamp is None:
+        raise StateUnavailable(f"No committed block at height {version}.")
+    return int(stamp)
+
+
+def policy_records(*, version: int, kinds: tuple[str, ...]) -> QuerySet[StateValue]:
+    """Rows holding the live rule / quarantine records at ``version`` (the latest row of each
+    key, not a deletion), for keyset paging on ``key_hash``.
+
+    Until ``state_kv`` rows carry their record type as an indexed label, this reads the rows
+    of the state up to ``version`` and keeps those whose bytes are of the asked types: its cost
+    grows with the state, not with the policy (see docs/api.md)."""
+    tags = [POLICY_TAGS[kind] for kind in kinds]
+    newer = StateValue.objects.filter(key_hash=OuterRef("key_hash"),
+                                      version__gt=OuterRef("version"), version__lte=version)
+    return (StateValue.objects.filter(version__lte=version, value__isnull=False)
+            .annotate(tag=Substr("value", 2, 1, output_field=BinaryField()))
+            .filter(tag__in=tags).exclude(Exists(newer))
+            .only("key_hash", "version", "value"))
+
+
+def read_records_at(keys: list[bytes], version: int) -> dict[bytes, bytes | None]:
+    """The value of each key at ``version`` in one query (primary-key probes)."""
+    values: dict[bytes, bytes | None] = dict.fromkeys(keys)
+    newest: dict[bytes, int] = {}
+    # Versions are filtered here, not in SQL, so the only usable index is the primary key
+    # (key_hash, version); the rows read are the few versions of these keys.
+    rows = (StateValue.objects.filter(key_hash__in=keys).order_by()
+            .values_list("key_hash", "version", "value"))
+    for raw_key, row_version, raw_value in rows:
+        key = bytes(raw_key)
+        if row_version <= version and row_version > newest.get(key, -1):
+            newest[key] = row_version
+            values[key] = None if raw_value is None else bytes(raw_value)
+    return values
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyDecision:
+    version: int
+    as_of_ms: int
+    entity: Entity
+    scope: str
+    decision: Decision | None
+    quarantine: bytes | None
+
+
+def policy_decision(*, entity: Entity, scope: str,
+                    version: int | None = None) -> PolicyDecision:
+    """The effective allow/deny decision for ``entity`` in ``scope`` at ``version``, by the
+    executor's own conflict rules, and the entity's quarantine record."""
+    version = latest_provable_version() if version is None else version
+    as_of = version_time_ms(version)
+    asked: list[bytes] = []
+
+    def record_key(key: bytes) -> Record | None:
+        asked.append(key)
+        return None
+
+    effective_decision(record_key, entity, scope, as_of)  # which keys the rules may sit at
+    quarantine = quarantine_key(Subject.of(entity))
+    values = read_records_at([*asked, quarantine], version)
+
+    def read(key: bytes) -> Record | None:
+        value = values.get(key)
+        return None if value is None else decode_record(value)
+
+    return PolicyDecision(version=version, as_of_ms=as_of, entity=entity, scope=scope,
+                          decision=effective_decision(read, entity, scope, as_of),
+                          quarantine=values[quarantine])

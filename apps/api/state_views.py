@@ -241,7 +241,9 @@ class EntityHistoryView(FilteredListView):
 
     permission_classes = [requires(Capability.READ_INVESTIGATIONS)]
     serializer_class = HistoryItemSerializer
-    cursor_fields = (("version", int),)
+    # key_hash is fixed by the filter; ordering by it too makes the primary key
+    # (key_hash, version) the only index that can give the order.
+    cursor_fields = (("key_hash", bytes), ("version", int))
 
     def get_queryset(self) -> QuerySet[Any]:
         query = HistoryQuery(data=self.request.query_params)

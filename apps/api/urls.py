@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from apps.api import ledger_views, state_views, submit_views, views
+from apps.api import ledger_views, policy_views, state_views, submit_views, views
 
 app_name = "api"
 urlpatterns = [
@@ -19,11 +19,13 @@ urlpatterns = [
     path("submissions/", submit_views.SubmissionView.as_view(), name="submission-create"),
     path("submissions/<str:tx_id>/", submit_views.SubmissionStatusView.as_view(),
          name="submission-detail"),
+    path("policy/", policy_views.PolicyListView.as_view(), name="policy-list"),
+    path("policy/decision/", policy_views.PolicyDecisionView.as_view(), name="policy-decision"),
     path("state/proof/", state_views.StateProofView.as_view(), name="state-proof"),
     # An entity value may hold a "/" (a CIDR), so the value is everything up to the last part.
-    re_path(r"^entities/(?P<kind>[^/]+)/(?P<value>.+)/history/$",
+    re_path(r"^entities/(?P<kind>[^/]+)/(?P<value>.+)/history/\Z",
             state_views.EntityHistoryView.as_view(), name="entity-history"),
-    re_path(r"^entities/(?P<kind>[^/]+)/(?P<value>.+)/$", state_views.EntityView.as_view(),
+    re_path(r"^entities/(?P<kind>[^/]+)/(?P<value>.+)/\Z", state_views.EntityView.as_view(),
             name="entity-detail"),
-    re_path(r"^.*$", views.UnknownEndpointView.as_view(), name="unknown"),
+    re_path(r"(?s)^.*\Z", views.UnknownEndpointView.as_view(), name="unknown"),
 ]

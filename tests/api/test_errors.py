@@ -101,3 +101,17 @@ def test_throttled_clients_get_429_with_retry_after(client_for: ClientFor,
     assert int(response["Retry-After"]) >= 1 and body["retry_after_seconds"] >= 1
     # Another client has its own bucket.
     assert client_for("analyst").get("/api/v1/validators/").status_code == 200
+
+
+def test_unicode_digits_are_not_numbers(client_for: ClientFor) -> None:
+    # "²".isdigit() is True in Python, int("²") raises: found by the schema fuzzer.
+    client = client_for("viewer")
+    assert_problem(client.get("/api/v1/blocks/?limit=²"), 400, "validation_error")
+    assert_problem(client.get("/api/v1/blocks/?limit=٣"), 400, "validation_error")
+    assert client.get("/api/v1/blocks/", HTTP_CONTENT_LENGTH="²").status_code == 200
+
+
+def test_control_characters_in_a_path_get_a_problem_404(client_for: ClientFor) -> None:
+    # A newline escapes "." and "$" in a regex route; found by the schema fuzzer.
+    assert_problem(client_for("viewer").get("/api/v1/entities//%0A/"), 404, "not_found")
+    assert_problem(client_for("viewer").get("/api/v1/blocks/1/%0A"), 404, "not_found")

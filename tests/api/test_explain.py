@@ -30,7 +30,7 @@ LARGE_TABLES = {"blocks", "transactions", "evidence", "state_kv", "state_nodes",
 def _equality_lookup(plan: dict[str, Any]) -> bool:
     """An index probe by equality (e.g. ``tx_id = ...``): a Filter then only sees the few
     rows with that key, not a range that grows with the table."""
-    condition = plan.get("Index Cond", "")
+    condition = plan.get("Index Cond", "") or plan.get("Recheck Cond", "")
     return " = " in condition and not any(op in condition for op in ("<", ">"))
 
 
@@ -100,6 +100,7 @@ INDEXED = [
     f"/api/v1/state/proof/?record=quarantine&subject_kind=ip&subject_value={QUARANTINED_IP}",
     f"/api/v1/entities/ip/{QUARANTINED_IP}/",
     f"/api/v1/entities/ip/{QUARANTINED_IP}/history/?record=quarantine",
+    "/api/v1/policy/decision/?entity_kind=ip&entity_value=203.0.113.9&scope=ingress",
 ]
 
 NEEDS_LEDGER_INDEX = {
@@ -107,6 +108,8 @@ NEEDS_LEDGER_INDEX = {
     "/api/v1/transactions/?producer=ai-1": "transactions (producer_id, block_height, idx)",
     "/api/v1/evidence/": "evidence (committed_height, evidence_id)",
     "/api/v1/evidence/?offender=v1": "evidence (offender_id, committed_height, evidence_id)",
+    "/api/v1/policy/": "state_kv rows labelled with their record type, indexed "
+                       "(namespace, key_hash, version)",
 }
 
 

@@ -38,6 +38,8 @@ ENDPOINTS: list[tuple[str, str, set[Any], int]] = [
     ("get", "/api/v1/entities/ip/192.0.2.1/", INVESTIGATIONS, 200),
     ("get", "/api/v1/entities/ip/192.0.2.1/history/", INVESTIGATIONS, 200),
     ("get", f"/api/v1/submissions/{MISSING_ID}/", LEDGER, 404),
+    ("get", "/api/v1/policy/", LEDGER, 200),
+    ("get", "/api/v1/policy/decision/?entity_kind=ip&entity_value=192.0.2.1", LEDGER, 200),
     # An empty body: the roles allowed to submit get as far as validating it.
     ("post", "/api/v1/submissions/", SUBMITTERS, 400),
 ]
