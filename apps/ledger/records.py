@@ -12,6 +12,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from cybermesh.protocol.merkle.nodestore import NodeBatch
+
 
 @dataclass(frozen=True, slots=True)
 class TxRecord:
@@ -74,13 +76,31 @@ class Notification:
 
 
 @dataclass(frozen=True, slots=True)
+class PreparedState:
+    """A block's state tree batch, computed when the block was executed (consensus needs the
+    root before the block commits: the next header carries it). ``base_root`` is the root of
+    the version it was built on (``b""``: the empty state). The commit writes the batch as it
+    is if it was built on the stored parent root, and recomputes it otherwise."""
+
+    base_root: bytes
+    batch: NodeBatch
+
+
+@dataclass(frozen=True, slots=True)
 class BlockExecution:
-    """Everything the executor derived from one block, for the commit to persist."""
+    """Everything the executor derived from one block, for the commit to persist.
+
+    ``transactions`` are the block's rows if the caller already decoded the payload (the
+    executor did); the commit checks they re-encode to exactly the block's payload, and
+    decodes the payload itself when they are ``None``.
+    """
 
     state_updates: tuple[StateUpdate, ...] = ()
     evidence: tuple[EvidenceRecord, ...] = ()
     validator_updates: tuple[ValidatorUpdate, ...] = ()
     notifications: tuple[Notification, ...] = ()
+    transactions: tuple[TxRecord, ...] | None = None
+    prepared_state: PreparedState | None = None
 
 
 EMPTY_EXECUTION = BlockExecution()

@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from apps.ledger.models import Block as BlockRow
 from apps.ledger.models import Transaction as TransactionRow
 from apps.ledger.payload import encode_payload
-from apps.ledger.records import TxRecord
 from cybermesh.protocol.codec import DecodeLimits, decode, encode
 from cybermesh.protocol.consensus.messages import Block, QuorumCert, validators_to_cbor
 from cybermesh.protocol.consensus.wire import DEFAULT_WIRE_LIMITS, parse_block, parse_qc
@@ -52,14 +51,6 @@ def block_row(*, block: Block, qc: QuorumCert, tx_count: int, payload_is_canonic
         validator_set_hash=block.validator_set_hash, justify_qc=encode_qc(block.qc),
         qc=encode_qc(qc), next_validators=encode_validators(block.next_validators),
         payload=None if payload_is_canonical else block.payload, committed_at=committed_at)
-
-
-def transaction_row(*, height: int, record: TxRecord, is_replay: bool) -> TransactionRow:
-    return TransactionRow(
-        block_height=height, idx=record.index, tx_id=record.tx_id, kind=record.kind,
-        payload=record.encoded, content_hash=record.content_hash,
-        producer_id=record.producer_id, created_at=ms_to_datetime(record.created_at_ms),
-        signature=record.signature, public_key=record.public_key, is_replay=is_replay)
 
 
 def rebuild_block(row: BlockRow, encoded_transactions: Sequence[bytes]) -> Block:

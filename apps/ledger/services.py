@@ -14,6 +14,7 @@ alarm in a separate transaction, so the alarm survives the refused commit.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -26,11 +27,12 @@ from prometheus_client import Counter, Histogram
 from apps.audit.choices import Outcome
 from apps.audit.services import append_entry_in_transaction, record_audit
 from apps.evidence.services import record_evidence
+from apps.ledger.bulk_insert import insert_rows
 from apps.ledger.errors import DivergentBlockError, LedgerError, LedgerErrorReason
 from apps.ledger.models import Block as BlockRow
 from apps.ledger.models import OutboxMessage
 from apps.ledger.models import Transaction as TransactionRow
-from apps.ledger.payload import compute_tx_root, decode_payload
+from apps.ledger.payload import compute_tx_root, decode_payload, encode_payload
 from apps.ledger.records import (
     EMPTY_EXECUTION,
     BlockExecution,
@@ -39,7 +41,7 @@ from apps.ledger.records import (
     Notification,
     TxRecord,
 )
-from apps.ledger.rows import block_row, transaction_row
+from apps.ledger.rows import block_row, ms_to_datetime
 from apps.state.models import StateVersion
 from apps.state.services import DEFAULT_SNAPSHOT_INTERVAL, write_state_version
 from apps.validators.services import apply_validator_set, apply_validator_updates
@@ -55,7 +57,6 @@ ALARMS = Counter("cybermesh_ledger_alarms", "Refused block commits by reason.", 
 COMMIT_SECONDS = Histogram("cybermesh_ledger_commit_latency_seconds",
                            "Wall time of one block commit, retries included.")
 
-_TX_BATCH = 1000
 _ALARM_REASONS = frozenset({LedgerErrorReason.DIVERGENT_BLOCK, LedgerErrorReason.PARENT_MISMATCH,
                             LedgerErrorReason.STATE_ROOT_MISMATCH})
 
@@ -86,7 +87,13 @@ def _prepare(*, block: Block, qc: QuorumCert, execution: BlockExecution, node_id
     if qc.block_id != block.block_id or qc.height != height or qc.epoch != block.epoch:
         raise LedgerError(LedgerErrorReason.BAD_BLOCK,
                           f"the commit QC does not certify block {height}", height=height)
-    decoded = decode_payload(block.payload)
+    decoded = execution.transactions
+    if decoded is not None and (
+            encode_payload(record.encoded for record in decoded) != block.payload
+            or any(record.index != index for index, record in enumerate(decoded))):
+        decoded = None  # not this payload's rows: decode it ourselves
+    if decoded is None:
+        decoded = decode_payload(block.payload)
     transactions = decoded if decoded is not None else ()
     if decoded is not None and compute_tx_root(transactions) != block.tx_root:
         raise LedgerError(LedgerErrorReason.BAD_BLOCK,
@@ -154,6 +161,7 @@ def _commit_in_transaction(prepared: _Prepared) -> CommitOutcome:
     state = write_state_version(
         version=height, base_version=base_version,
         updates=prepared.execution.state_updates,
+        prepared=prepared.execution.prepared_state,
         snapshot_interval=prepared.snapshot_interval, now=now, using=using)
     # INSERT ... ON CONFLICT DO NOTHING, then compare: a block row is never overwritten.
     blocks.bulk_create([block_row(block=block, qc=prepared.qc,
@@ -233,6 +241,12 @@ def _check_extends_tip(block: Block, using: str) -> int | None:
     return None  # the very first block, on the empty state
 
 
+_TX_FIELDS = ("block_height", "idx", "tx_id", "kind", "payload", "content_hash", "producer_id",
+              "created_at", "signature", "public_key", "is_replay")
+_OUTBOX_FIELDS = ("id", "dedupe_id", "topic", "key", "payload", "height", "position",
+                  "created_at")
+
+
 def _write_transactions(height: int, transactions: tuple[TxRecord, ...], using: str) -> None:
     if not transactions:
         return
@@ -243,8 +257,11 @@ def _write_transactions(height: int, transactions: tuple[TxRecord, ...], using: 
     for record in transactions:
         is_replay = record.tx_id in committed
         committed.add(record.tx_id)
-        rows.append(transaction_row(height=height, record=record, is_replay=is_replay))
-    TransactionRow.objects.using(using).bulk_create(rows, batch_size=_TX_BATCH)
+        rows.append((height, record.index, record.tx_id, record.kind, record.encoded,
+                     record.content_hash, record.producer_id,
+                     ms_to_datetime(record.created_at_ms), record.signature,
+                     record.public_key, is_replay))
+    insert_rows(TransactionRow, _TX_FIELDS, rows, using=using)
 
 
 def _write_outbox(prepared: _Prepared, state_root: bytes, now: Any) -> None:
@@ -256,11 +273,10 @@ def _write_outbox(prepared: _Prepared, state_root: bytes, now: Any) -> None:
                  "view": block.view, "timestamp_ms": block.timestamp_ms,
                  "tx_count": len(prepared.transactions), "state_root": _hex(state_root)})
     notices = (commit_notice, *prepared.execution.notifications)
-    OutboxMessage.objects.using(prepared.using).bulk_create(
-        OutboxMessage(dedupe_id=f"block:{block.height}:{position}", topic=notice.topic,
-                      key=notice.key, payload=notice.payload, height=block.height,
-                      position=position, created_at=now)
-        for position, notice in enumerate(notices))
+    insert_rows(OutboxMessage, _OUTBOX_FIELDS, [
+        (uuid.uuid4(), f"block:{block.height}:{position}", notice.topic, notice.key,
+         notice.payload, block.height, position, now)
+        for position, notice in enumerate(notices)], using=prepared.using)
 
 
 def _record_alarm(error: LedgerError, *, block: Block, node_id: str) -> None:

@@ -13,23 +13,24 @@ from the materialized values of the latest version.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from django.conf import settings
 
-from apps.ledger.payload import decode_payload
+from apps.ledger.payload import decode_payload_transactions
 from apps.ledger.records import (
     BlockExecution,
     CommitOutcome,
     EvidenceRecord,
     Notification,
     StateUpdate,
+    TxRecord,
     ValidatorUpdate,
 )
 from apps.ledger.services import commit_block
 from apps.state.queries import iter_state
-from apps.state.services import StateError, latest_version
+from apps.state.services import StateError, latest_version, prepare_state_version
 from cybermesh.protocol.codec import CborValue
 from cybermesh.protocol.consensus.messages import Block, QuorumCert
 from cybermesh.protocol.executor import BlockContext, State, apply_block
@@ -45,8 +46,7 @@ from cybermesh.protocol.executor.events import (
     TxIgnored,
     ValidatorSetChanged,
 )
-from cybermesh.protocol.txs.envelope import Transaction, decode_transaction
-from cybermesh.protocol.txs.errors import TxRejected
+from cybermesh.protocol.txs.envelope import Transaction
 from cybermesh.protocol.txs.evidence import Evidence
 
 _EVENT_TOPICS: dict[type, str] = {
@@ -61,17 +61,15 @@ _EVENT_TOPICS: dict[type, str] = {
 }
 
 
-def decode_block_transactions(block: Block) -> list[Transaction]:
-    """The block's transactions, decoded (signatures were checked before the vote). Bytes
-    that are not a transaction, which ``validate_payload`` keeps out of honest blocks, are
-    skipped: they are stored as opaque rows and change no state."""
-    transactions = []
-    for record in decode_payload(block.payload) or ():
-        try:
-            transactions.append(decode_transaction(record.encoded, verify=False))
-        except TxRejected:
-            continue
-    return transactions
+def decode_block_transactions(block: Block) -> tuple[tuple[TxRecord, ...] | None,
+                                                      tuple[Transaction, ...]]:
+    """The block's rows and its transactions, decoded once (signatures were checked before
+    the vote). Bytes that are not a transaction, which ``validate_payload`` keeps out of
+    honest blocks, are stored as opaque rows and change no state."""
+    decoded = decode_payload_transactions(block.payload)
+    if decoded is None:
+        return None, ()
+    return decoded
 
 
 def to_json(value: CborValue) -> Any:
@@ -157,7 +155,7 @@ class ExecutedBlock:
 
 def execute_block(state: State, block: Block) -> ExecutedBlock:
     """Run the executor on ``block`` over ``state``: pure, the database is not touched."""
-    transactions = decode_block_transactions(block)
+    records, transactions = decode_block_transactions(block)
     next_state, events, updates = apply_block(
         state, BlockContext(height=block.height, timestamp_ms=block.timestamp_ms),
         transactions)
@@ -165,7 +163,7 @@ def execute_block(state: State, block: Block) -> ExecutedBlock:
         state_updates=tuple(StateUpdate(key, value) for key, value in sorted(updates.items())),
         evidence=_evidence_records(block, transactions, events),
         validator_updates=_validator_updates(events),
-        notifications=notifications_for(events))
+        notifications=notifications_for(events), transactions=records)
     return ExecutedBlock(next_state, execution, events)
 
 
@@ -188,8 +186,15 @@ class LedgerExecutor:
             raise StateError("no state is stored yet; commit the genesis block first")
         return cls(State.from_entries(dict(iter_state(version, using=using))))
 
-    def execute(self, block: Block) -> ExecutedBlock:
-        return execute_block(self.state, block)
+    def execute(self, block: Block, *, using: str = "default") -> ExecutedBlock:
+        """Execute ``block`` and compute its state tree batch on the stored parent version
+        (outside any transaction), so the commit only writes."""
+        executed = execute_block(self.state, block)
+        prepared = prepare_state_version(version=block.height, base_version=block.height - 1,
+                                         updates=executed.execution.state_updates,
+                                         using=using)
+        return replace(executed, execution=replace(executed.execution,
+                                                   prepared_state=prepared))
 
     def advance(self, executed: ExecutedBlock) -> None:
         """Adopt the state of a block whose commit succeeded."""
@@ -212,7 +217,7 @@ def commit_with_executor(*, executor: LedgerExecutor, block: Block, qc: QuorumCe
     it into a no-op, or into a divergence alarm if it differs from what we committed."""
     if block.height <= executor.state.height:
         return commit_block(block=block, qc=qc, **commit_options)
-    executed = executor.execute(block)
+    executed = executor.execute(block, using=commit_options.get("using", "default"))
     outcome = commit_block(block=block, qc=qc, execution=executed.execution, **commit_options)
     executor.advance(executed)
     return outcome

@@ -17,17 +17,19 @@ from django.db import connections, transaction
 from django.db.models import Exists, Max, OuterRef
 from django.utils import timezone
 
-from apps.ledger.records import StateUpdate
+from apps.ledger.bulk_insert import insert_rows
+from apps.ledger.records import PreparedState, StateUpdate
 from apps.state.keys import MAX_NAMESPACE_CHARS
 from apps.state.models import PruneMark, StateSnapshot, StateValue, StateVersion
-from apps.state.nodestore import DatabaseNodeStore
+from apps.state.nodestore import DatabaseNodeStore, NodeCache
 from cybermesh.db import run_serializable
 from cybermesh.protocol.merkle.sparse import SparseMerkleTree
 from cybermesh.protocol.merkle.sparse_hashing import KEY_SIZE
 
 DEFAULT_SNAPSHOT_INTERVAL = 100
 PRUNE_MARK = "state"
-_BATCH = 2000
+# Nodes read and written by block commits in this process (see NodeCache).
+COMMIT_NODE_CACHE = NodeCache()
 
 
 class StateError(Exception):
@@ -72,30 +74,41 @@ def write_state_version(
     base_version: int | None,
     updates: Sequence[StateUpdate],
     snapshot_interval: int = DEFAULT_SNAPSHOT_INTERVAL,
+    prepared: PreparedState | None = None,
     now: datetime | None = None,
     using: str = "default",
 ) -> StateWrite:
     """Build state ``version`` from ``base_version`` (None: the empty state) plus ``updates``
-    and write it, in the caller's transaction. Returns the new root."""
+    and write it, in the caller's transaction. Returns the new root.
+
+    ``prepared`` (from :func:`prepare_state_version`) is written as it is when it was built on
+    the base version's stored root; otherwise the tree is recomputed here."""
     _require_transaction(using)
     now = now or timezone.now()
     if StateVersion.objects.using(using).filter(version=version).exists():
         raise StateError(f"state version {version} is already written")
-    if base_version is not None and not StateVersion.objects.using(using).filter(
-            version=base_version).exists():
-        raise StateError(f"base state version {base_version} is unknown or pruned")
+    base_root = b""
+    if base_version is not None:
+        found = (StateVersion.objects.using(using).filter(version=base_version)
+                 .values_list("root_hash", flat=True).first())
+        if found is None:
+            raise StateError(f"base state version {base_version} is unknown or pruned")
+        base_root = bytes(found)
+    COMMIT_NODE_CACHE.ensure_tip((using, base_version, base_root))
     by_hash = _dedupe(updates)
-    store = DatabaseNodeStore(using=using)
-    tree = SparseMerkleTree(store)
-    root, batch = tree.apply(base_version,
-                             {key_hash: update.value for key_hash, update in by_hash.items()},
-                             version)
+    store = DatabaseNodeStore(using=using, cache=COMMIT_NODE_CACHE)
+    if (prepared is not None and prepared.batch.version == version
+            and prepared.base_root == base_root):
+        batch = prepared.batch
+    else:
+        _, batch = SparseMerkleTree(store).apply(
+            base_version, {key_hash: update.value for key_hash, update in by_hash.items()},
+            version)
+    root = batch.root_hash
     store.write_batch(batch)
-    StateValue.objects.using(using).bulk_create(
-        (StateValue(key_hash=key_hash, version=version, namespace=update.namespace,
-                    value=update.value, created_at=now)
-         for key_hash, update in sorted(by_hash.items())),
-        batch_size=_BATCH)
+    insert_rows(StateValue, ("key_hash", "version", "namespace", "value", "created_at"),
+                [(key_hash, version, update.namespace, update.value, now)
+                 for key_hash, update in sorted(by_hash.items())], using=using)
     StateVersion.objects.using(using).create(version=version, root_hash=root, created_at=now)
     snapshot = snapshot_interval > 0 and version % snapshot_interval == 0
     if snapshot:
@@ -104,6 +117,26 @@ def write_state_version(
             meta={"nodes_written": len(batch.nodes), "values_written": len(by_hash)})
     return StateWrite(version=version, root_hash=root, nodes_written=len(batch.nodes),
                       values_written=len(by_hash), snapshot=snapshot)
+
+
+def prepare_state_version(*, version: int, base_version: int | None,
+                          updates: Sequence[StateUpdate],
+                          using: str = "default") -> PreparedState:
+    """Compute (not write) the tree batch of ``version``, outside the commit transaction:
+    the base version's nodes are committed and immutable, so the batch stays valid for the
+    commit as long as the base root it names is still the stored one (the commit checks)."""
+    base_root = b""
+    if base_version is not None:
+        found = (StateVersion.objects.using(using).filter(version=base_version)
+                 .values_list("root_hash", flat=True).first())
+        if found is None:
+            raise StateError(f"base state version {base_version} is unknown or pruned")
+        base_root = bytes(found)
+    by_hash = _dedupe(updates)
+    store = DatabaseNodeStore(using=using)
+    _, batch = SparseMerkleTree(store).apply(
+        base_version, {key_hash: update.value for key_hash, update in by_hash.items()}, version)
+    return PreparedState(base_root=base_root, batch=batch)
 
 
 def initialize_state(*, version: int, updates: Sequence[StateUpdate],

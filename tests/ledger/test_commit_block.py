@@ -24,7 +24,7 @@ from apps.ledger.records import (
 )
 from apps.ledger.rows import load_block
 from apps.ledger.services import commit_block
-from apps.state.models import StateNode, StateSnapshot, StateValue, StateVersion
+from apps.state.models import StaleNode, StateNode, StateSnapshot, StateValue, StateVersion
 from apps.validators.models import Validator
 from apps.validators.services import apply_validator_set
 from cybermesh.protocol.consensus.messages import Block
@@ -210,3 +210,15 @@ def test_a_reconfiguration_block_switches_the_active_validator_set() -> None:
     assert sorted(Validator.objects.filter(active=True).values_list("validator_id", flat=True)
                   ) == ["v0", "v1", "v2"]
     assert Validator.objects.get(validator_id="v0").joined_epoch == 1
+
+
+def test_the_commit_node_cache_is_not_trusted_across_a_rebuilt_database() -> None:
+    builder = ChainBuilder()
+    for item in builder.build(3):
+        commit(item)
+    for model in (TransactionRow, BlockRow, OutboxMessage, StateValue, StateNode, StaleNode,
+                  StateVersion, StateSnapshot):
+        model.objects.all().delete()
+    other = builder.build(3, salt=3)  # same heights and versions, other content
+    outcomes = [commit(item) for item in other]
+    assert [o.state_root for o in outcomes] == [item.state_root for item in other]
