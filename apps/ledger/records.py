@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cybermesh.protocol.merkle.nodestore import NodeBatch
+from cybermesh.protocol.validator_set import ValidatorSet
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +102,7 @@ class BlockExecution:
     notifications: tuple[Notification, ...] = ()
     transactions: tuple[TxRecord, ...] | None = None
     prepared_state: PreparedState | None = None
+    validator_set: ValidatorSet | None = None  # the active set from this block on (genesis)
 
 
 EMPTY_EXECUTION = BlockExecution()

@@ -175,6 +175,9 @@ def _commit_in_transaction(prepared: _Prepared) -> CommitOutcome:
     _write_transactions(height, prepared.transactions, using)
     record_evidence(records=prepared.execution.evidence, committed_height=height, now=now,
                     using=using)
+    if prepared.execution.validator_set is not None:
+        apply_validator_set(validator_set=prepared.execution.validator_set, height=height,
+                            now=now, using=using)
     if block.next_validators is not None:
         apply_validator_set(validator_set=ValidatorSet(block.epoch + 1, block.next_validators),
                             height=height, now=now, using=using)

@@ -33,7 +33,7 @@ from apps.state.queries import iter_state
 from apps.state.services import StateError, latest_version, prepare_state_version
 from cybermesh.protocol.codec import CborValue
 from cybermesh.protocol.consensus.messages import Block, QuorumCert
-from cybermesh.protocol.executor import BlockContext, State, apply_block
+from cybermesh.protocol.executor import BlockContext, State, active_validator_set, apply_block
 from cybermesh.protocol.executor.events import (
     AuditAnchored,
     DomainEvent,
@@ -168,9 +168,12 @@ def execute_block(state: State, block: Block) -> ExecutedBlock:
 
 
 def genesis_execution(state: State) -> BlockExecution:
-    """The state updates that write a genesis ``State`` as the first version."""
-    return BlockExecution(state_updates=tuple(
-        StateUpdate(key, value) for key, value in sorted(state.entries().items())))
+    """What committing the genesis block writes: the genesis ``State`` as the first version,
+    and its validator set as the active validators."""
+    return BlockExecution(
+        state_updates=tuple(StateUpdate(key, value)
+                            for key, value in sorted(state.entries().items())),
+        validator_set=active_validator_set(state))
 
 
 class LedgerExecutor:

@@ -19,15 +19,19 @@ from apps.ledger.records import (
     CommitStatus,
     EvidenceRecord,
     Notification,
+    PreparedState,
     StateUpdate,
     ValidatorUpdate,
 )
 from apps.ledger.rows import load_block
 from apps.ledger.services import commit_block
 from apps.state.models import StaleNode, StateNode, StateSnapshot, StateValue, StateVersion
+from apps.state.services import prepare_state_version
 from apps.validators.models import Validator
 from apps.validators.services import apply_validator_set
 from cybermesh.protocol.consensus.messages import Block
+from cybermesh.protocol.merkle.nodestore import InMemoryNodeStore
+from cybermesh.protocol.merkle.sparse import SparseMerkleTree
 from tests.ledger.chain import ChainBuilder, CommittedItem
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -222,3 +226,26 @@ def test_the_commit_node_cache_is_not_trusted_across_a_rebuilt_database() -> Non
     other = builder.build(3, salt=3)  # same heights and versions, other content
     outcomes = [commit(item) for item in other]
     assert [o.state_root for o in outcomes] == [item.state_root for item in other]
+
+
+def test_a_prepared_state_batch_built_on_another_base_is_recomputed() -> None:
+    builder = ChainBuilder()
+    items = builder.build(3)
+    commit(items[0])
+    commit(items[1])
+    _, wrong = SparseMerkleTree(InMemoryNodeStore()).apply(None, {b"w" * 32: b"x"}, 2)
+    execution = dataclasses.replace(items[2].execution, prepared_state=PreparedState(
+        base_root=b"\x09" * 32, batch=wrong))
+    outcome = commit_block(block=items[2].block, qc=items[2].qc, execution=execution)
+    assert outcome.state_root == items[2].state_root
+
+
+def test_a_prepared_state_batch_on_the_stored_base_is_written_as_it_is() -> None:
+    builder = ChainBuilder()
+    items = builder.build(2)
+    commit(items[0])
+    prepared = prepare_state_version(version=1, base_version=0,
+                                     updates=items[1].execution.state_updates)
+    execution = dataclasses.replace(items[1].execution, prepared_state=prepared)
+    outcome = commit_block(block=items[1].block, qc=items[1].qc, execution=execution)
+    assert outcome.state_root == prepared.batch.root_hash == items[1].state_root

@@ -23,6 +23,7 @@ from django.db import connection
 from apps.ledger.models import Block as BlockRow
 from apps.ledger.models import OutboxMessage
 from apps.state.execution import LedgerExecutor, commit_with_executor
+from apps.validators.models import Validator
 from tests.ledger.chain import ChainBuilder, executed_chain, replay_into_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -55,6 +56,7 @@ def test_two_fresh_databases_reach_identical_state_roots_at_every_height() -> No
     assert roots_a == roots_b == expected
     assert len(set(roots_a.values())) > BLOCKS // 2  # the state really changed along the way
     assert BlockRow.objects.count() == BLOCKS
+    assert Validator.objects.filter(active=True).count() == 4  # the genesis set
     topics = set(OutboxMessage.objects.values_list("topic", flat=True))
     assert {"control.commits.v1", "control.reputation.v1", "control.policy.v1"} <= topics
 
