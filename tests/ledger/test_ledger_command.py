@@ -16,6 +16,8 @@ from apps.ledger.archive import ArchiveError, export_archive, import_archive
 from apps.ledger.models import Block as BlockRow
 from apps.ledger.models import OutboxMessage
 from apps.ledger.models import Transaction as TransactionRow
+from apps.ledger.payload import compute_tx_root, decode_payload
+from apps.ledger.records import BlockExecution
 from apps.ledger.services import commit_block
 from apps.ledger.verification import VerifyReason, verify_ledger
 from apps.state.models import (
@@ -28,7 +30,9 @@ from apps.state.models import (
 )
 from apps.state.services import prune_state
 from apps.validators.models import Validator
+from cybermesh.protocol.consensus.messages import Block, genesis_qc
 from cybermesh.protocol.genesis import genesis_document
+from cybermesh.protocol.validator_set import ValidatorSet
 from tests.ledger.chain import CHAIN_ID, ChainBuilder, executed_chain, replay_into_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -230,3 +234,43 @@ def test_export_refuses_a_range_whose_state_is_pruned(
     with pytest.raises(ArchiveError, match="pruned"):
         export_archive(path=tmp_path / "x.cbor", chain_id=CHAIN_ID, from_height=5)
     export_archive(path=tmp_path / "y.cbor", chain_id=CHAIN_ID, from_height=11)
+
+
+def _reconfiguring_chain(builder: ChainBuilder, *, rogue_signers: bool = False) -> list:  # type: ignore[type-arg]
+    """Blocks 0..5: block 2 installs epoch 1 = {v0, v1, v2}; blocks 3..5 are epoch 1's."""
+    base = builder.build(3)
+    reconfig = Block(**{f.name: getattr(base[2].block, f.name) for f in dataclasses.fields(Block)
+                        if f.init and f.name != "next_validators"},
+                     next_validators=builder.validator_set.validators[:3])
+    items = [(base[0].block, base[0].qc, base[0].execution),
+             (base[1].block, base[1].qc, base[1].execution),
+             (reconfig, builder.sign_qc(reconfig), base[2].execution)]
+    new_set = ValidatorSet(1, builder.validator_set.validators[:3])
+    parent, justify = reconfig, genesis_qc(1, reconfig.block_id, reconfig.height)
+    for height in range(3, 6):
+        payload = builder.payload(height, 2)
+        block = Block(epoch=1, view=height - 2, height=height, parent_id=parent.block_id,
+                      proposer="v0", timestamp_ms=parent.timestamp_ms + 1000, payload=payload,
+                      tx_root=compute_tx_root(decode_payload(payload) or ()),
+                      state_root=base[2].state_root, validator_set_hash=new_set.digest(),
+                      qc=justify)
+        signers = [1, 2, 3] if rogue_signers and height == 4 else [0, 1, 2]
+        qc = builder.sign_qc(block, signers=signers)
+        items.append((block, qc, BlockExecution()))
+        parent, justify = block, qc
+    return items
+
+
+@pytest.mark.parametrize("rogue", [False, True])
+def test_verify_follows_a_reconfiguration_into_the_next_epoch(rogue: bool) -> None:
+    builder = ChainBuilder()
+    for block, qc, execution in _reconfiguring_chain(builder, rogue_signers=rogue):
+        commit_block(block=block, qc=qc, execution=execution, snapshot_interval=0)
+    report = verify_ledger(chain_id=CHAIN_ID, genesis_set=builder.validator_set)
+    if not rogue:
+        assert report.ok, report.problems
+        assert report.checked == 6
+    else:  # v3 left the set at block 2: its signature does not count in epoch 1
+        assert report.first_bad_height == 4
+        assert {p.reason for p in report.problems if p.height == 4} == {
+            VerifyReason.COMMIT_QC}
