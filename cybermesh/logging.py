@@ -24,7 +24,8 @@ _SECRET_KEY_PATTERN = re.compile(
     r"authorization|cookie|session[_-]?id|credential|sasl)",
     re.IGNORECASE,
 )
-_SECRET_WORDS = r"(?:pass(?:word|wd|phrase)?|secret|token|api[_-]?key|private[_-]?key|authorization)"
+_SECRET_WORDS = (r"(?:pass(?:word|wd|phrase)?|secret|token|api[_-]?key|private[_-]?key"
+                 r"|authorization)")
 # Values that are secrets whatever key they sit under: (pattern, replacement) pairs.
 _SECRET_VALUE_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # "Bearer abc...", "Token abc...", "Basic abc..."
