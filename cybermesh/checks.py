@@ -77,6 +77,20 @@ def check_consensus_settings(app_configs: Any = None, **kwargs: Any) -> list[Che
     return errors
 
 
+def _audit_keyring_problem() -> str | None:
+    problem = _key_file_problem("AUDIT_SIGNING_KEY", settings.AUDIT_SIGNING_KEY)
+    if problem is not None:
+        return problem
+    # Only in production: in development this call creates a keyring on first use.
+    from apps.audit.keyring import KeyringError, configured_keyring
+
+    try:
+        configured_keyring()
+    except KeyringError as error:
+        return str(error)
+    return None
+
+
 @register("cybermesh")
 def check_production_safety(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """In production mode, every unsafe default is an error (one per problem)."""
@@ -99,15 +113,7 @@ def check_production_safety(app_configs: Any = None, **kwargs: Any) -> list[Chec
         node_key_problem = _key_file_problem("NODE_KEY_PATH", settings.NODE_KEY_PATH)
         if node_key_problem:
             problems.append(("E025", node_key_problem))
-    audit_key_problem = _key_file_problem("AUDIT_SIGNING_KEY", settings.AUDIT_SIGNING_KEY)
-    if audit_key_problem is None:
-        # Only in production: in development this call creates a keyring on first use.
-        from apps.audit.keyring import KeyringError, configured_keyring
-
-        try:
-            configured_keyring()
-        except KeyringError as error:
-            audit_key_problem = str(error)
+    audit_key_problem = _audit_keyring_problem()
     if audit_key_problem:
         problems.append(("E026", audit_key_problem))
     if settings.DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

@@ -25,7 +25,7 @@ _SECRET_KEY_PATTERN = re.compile(
     re.IGNORECASE,
 )
 _SECRET_WORDS = (r"(?:pass(?:word|wd|phrase)?|secret|token|api[_-]?key|private[_-]?key"
-                 r"|authorization)")
+                 r"|authorization)")  # noqa: S105 -- names of secrets, not a secret
 # Values that are secrets whatever key they sit under: (pattern, replacement) pairs.
 _SECRET_VALUE_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # "Bearer abc...", "Token abc...", "Basic abc..."
