@@ -4,6 +4,7 @@ A failing schedule prints its seed and config; replay it with
 ``Simulation(config, seed).run()`` (or the CLI: ``python -m simulator.run --replay SEED ...``).
 """
 
+import itertools
 from dataclasses import replace
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from cybermesh.protocol.consensus.safety import Rule
 from cybermesh.protocol.consensus.sim.byzantine import Fault
 from cybermesh.protocol.consensus.sim.twins import scenario_count, twins_config, twins_scenarios
-from cybermesh.protocol.consensus.sim.world import SimConfig, run_schedule
+from cybermesh.protocol.consensus.sim.world import SimConfig, TwinsScenario, run_schedule
 
 pytestmark = pytest.mark.sim
 
@@ -79,6 +80,34 @@ def test_twins_with_more_than_f_twinned_validators_break_agreement():
     config = SimConfig(twins=2, partitions=4, heal_at_ms=3000, check_liveness=False)
     violations = [run_schedule(config, seed).violation for seed in range(40)]
     assert any(v is not None and v.kind == "agreement" for v in violations)
+
+
+# Found by `python -m simulator.run --twins 2 --twins-views 3 --static --until-violation`:
+# the first violating scenario of the systematic enumeration (index 320, 89 s). Twinned
+# validators v00 (instances 0, 1) and v01 (2, 3); honest v02 (4) and v03 (5). One partition
+# for views 1-3 puts a copy of each twin with each honest node, so each side has 3 of 4 keys,
+# v00 leads all three views, both sides certify their own chain and commit height 1.
+PINNED_TWINS_INDEX = 320
+PINNED_TWINS_GROUPS = (frozenset({0, 2, 5}), frozenset({1, 3, 4}))
+
+
+def test_systematic_twins_with_more_than_f_twins_find_the_pinned_violation():
+    scenario = next(itertools.islice(twins_scenarios(4, 2, 3, static=True),
+                                     PINNED_TWINS_INDEX, None))
+    assert scenario.views == ((PINNED_TWINS_GROUPS, "v00"),) * 3
+    result = run_schedule(twins_config(4, 2, scenario, check_liveness=False),
+                          PINNED_TWINS_INDEX)
+    assert result.violation is not None and result.violation.kind == "agreement", \
+        result.summary()
+
+
+def test_the_pinned_twins_scenario_is_safe_with_only_f_twins():
+    scenario = next(itertools.islice(twins_scenarios(4, 2, 3, static=True),
+                                     PINNED_TWINS_INDEX, None))
+    # Same partition of the first 5 instances with one twin: 0,1 = v00; 2 = v01 ...
+    one_twin = TwinsScenario(views=tuple(((frozenset({0, 2, 4}), frozenset({1, 3})), leader)
+                                         for _, leader in scenario.views))
+    assert run_schedule(twins_config(4, 1, one_twin), PINNED_TWINS_INDEX).ok
 
 
 def test_systematic_twins_scenarios_with_f_twins_are_safe_and_live():

@@ -25,15 +25,28 @@ def two_way_partitions(count: int) -> list[tuple[frozenset[int], ...]]:
     return out
 
 
-def scenario_count(validators: int, twins: int, views: int) -> int:
-    per_view: int = len(two_way_partitions(validators + twins)) * validators
-    return int(per_view**views)
+def scenario_count(validators: int, twins: int, views: int, *, static: bool = False) -> int:
+    partitions = len(two_way_partitions(validators + twins))
+    if static:
+        return int(partitions * validators**views)
+    return int((partitions * validators)**views)
 
 
-def twins_scenarios(validators: int, twins: int, views: int) -> Iterator[TwinsScenario]:
-    """All scenarios, in a fixed order (so an index names a scenario)."""
-    per_view = list(itertools.product(two_way_partitions(validators + twins),
-                                      validator_ids(validators)))
+def twins_scenarios(validators: int, twins: int, views: int, *,
+                    static: bool = False) -> Iterator[TwinsScenario]:
+    """All scenarios, in a fixed order (so an index names a scenario).
+
+    ``static``: one partition for all the scripted views (each paired with every leader
+    sequence), the sub-space where a partition lasts long enough for both sides to commit;
+    otherwise every partition x leader choice per view.
+    """
+    ids = validator_ids(validators)
+    if static:
+        for partition in two_way_partitions(validators + twins):
+            for leaders in itertools.product(ids, repeat=views):
+                yield TwinsScenario(views=tuple((partition, leader) for leader in leaders))
+        return
+    per_view = list(itertools.product(two_way_partitions(validators + twins), ids))
     for combination in itertools.product(per_view, repeat=views):
         yield TwinsScenario(views=tuple(combination))
 
@@ -43,6 +56,7 @@ def twins_config(validators: int, twins: int, scenario: TwinsScenario,
     """A fast, loss-free configuration in which only the scenario's partitions interfere."""
     settings: dict[str, object] = {
         "validators": validators, "twins": twins, "scenario": scenario,
+        "faulty_ids": tuple(validator_ids(validators)[:twins]),
         "delay_min_ms": 1, "delay_max_ms": 3, "base_timeout_ms": 20, "max_timeout_ms": 80,
         "heal_at_ms": 400 * len(scenario.views), "liveness_commits": 2,
         "liveness_bound_ms": 4_000,

@@ -98,6 +98,10 @@ class SimConfig:
     liveness_bound_ms: int = 30_000
     scenario: TwinsScenario | None = None
     check_liveness: bool = True
+    # Who is faulty: the first ``twins`` ids are twinned, the next get ``faults`` in order.
+    # Empty: drawn from the seed. Systematic Twins fix it, so the enumeration is exhaustive
+    # up to relabelling validators (leaders and partitions range over every choice).
+    faulty_ids: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -186,6 +190,8 @@ class Simulation:
         self.verifier: Verifier = verifier or SimVerifier(secrets)
         faulty = list(ids)
         self.rng.fork(2).shuffle(faulty)
+        if config.faulty_ids:
+            faulty = list(config.faulty_ids)
         twinned = set(faulty[: config.twins])
         fault_of = dict(zip(faulty[config.twins:], config.faults, strict=False))
         self.honest = frozenset(vid for vid in ids if vid not in twinned and vid not in fault_of)
@@ -359,8 +365,13 @@ class Simulation:
                 self.checker.on_epoch(inst.core.epoch)
 
     def _payload(self, inst: Instance, request: RequestPayload) -> PayloadReady:
-        payload = hashlib.sha256(b"sim-payload/%d/%d/%s" % (
-            request.epoch, request.view, inst.validator_id.encode())).digest()
+        # Twins run on separate machines with separate mempools: their payloads differ, so
+        # two instances of one key that lead the same view equivocate, as in the Twins paper.
+        source = b"sim-payload/%d/%d/%s" % (request.epoch, request.view,
+                                            inst.validator_id.encode())
+        if inst.twin:
+            source += b"/instance-%d" % inst.index
+        payload = hashlib.sha256(source).digest()
         next_validators = None
         target = self.config.reconfigure_at_height
         if target and request.epoch == 0 and request.height == target:
