@@ -15,6 +15,7 @@ The wire form (tag byte + CBOR body, size caps, strict decoding) lives in :mod:`
 from __future__ import annotations
 
 import enum
+import struct
 from dataclasses import dataclass, field
 
 from cybermesh.protocol.codec import CborValue, encode
@@ -23,14 +24,46 @@ from cybermesh.protocol.validator_set import Validator
 
 ZERO_HASH = b"\x00" * 32
 
+# Statements are signed and verified several times per message, so they are built directly:
+# the same bytes as ``encode([...])`` (RFC 8949 core deterministic: shortest integer heads),
+# without the general encoder's dispatch. Anything outside the fast path (a value that does not
+# fit in 64 bits, a block id that is not 32 bytes) goes through the codec.
+_SMALL_UINTS = tuple(bytes((i,)) for i in range(24))
+_pack_u8 = struct.Struct(">BB").pack
+_pack_u16 = struct.Struct(">BH").pack
+_pack_u32 = struct.Struct(">BI").pack
+_pack_u64 = struct.Struct(">BQ").pack
+_UINT64_LIMIT = 1 << 64
+
+
+def _uint(value: int) -> bytes:
+    if value < 24:
+        return _SMALL_UINTS[value]
+    if value < 0x100:
+        return _pack_u8(24, value)
+    if value < 0x10000:
+        return _pack_u16(25, value)
+    if value < 0x100000000:
+        return _pack_u32(26, value)
+    return _pack_u64(27, value)
+
+
+def _fast(*values: int) -> bool:
+    return all(type(value) is int and 0 <= value < _UINT64_LIMIT for value in values)
+
 
 def block_statement(epoch: int, view: int, block_id: bytes, height: int) -> bytes:
     """The bytes a proposer (proposal domain) or a voter (vote domain) signs."""
+    if type(block_id) is bytes and len(block_id) == 32 and _fast(epoch, view, height):
+        return b"".join((b"\x84", _uint(epoch), _uint(view), b"\x58\x20", block_id,
+                         _uint(height)))
     return encode([epoch, view, block_id, height])
 
 
 def timeout_statement(epoch: int, view: int, highest_qc_view: int) -> bytes:
     """The bytes a timeout (timeout domain) or heartbeat (heartbeat domain) signs."""
+    if _fast(epoch, view, highest_qc_view):
+        return b"".join((b"\x83", _uint(epoch), _uint(view), _uint(highest_qc_view)))
     return encode([epoch, view, highest_qc_view])
 
 

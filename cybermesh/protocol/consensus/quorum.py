@@ -5,15 +5,17 @@ holding at least the quorum power (n - f, i.e. 2f + 1 for n = 3f + 1), and every
 valid for the certificate's statement. Two quorums intersect in more than f power, hence in an
 honest validator: this is what lets one certificate exclude a conflicting one.
 
-Verified certificates are remembered by digest (bounded), because the same QC arrives many
-times (inside proposals, timeouts, sync responses) and signature checks dominate the cost.
+Verified certificates are remembered (bounded), because the same QC arrives many times (inside
+proposals, timeouts, sync responses) and signature checks dominate the cost. The memory is
+keyed by the certificate's value (frozen dataclasses hash and compare by every field, which is
+exactly what the canonical encoding and its digest depend on), so a repeated certificate costs
+one dictionary lookup instead of a re-encoding and a SHA-256.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cybermesh.protocol.codec import encode
 from cybermesh.protocol.consensus.errors import CertificateError, CertificateErrorReason
 from cybermesh.protocol.consensus.messages import (
     QuorumCert,
@@ -23,7 +25,6 @@ from cybermesh.protocol.consensus.messages import (
     timeout_statement,
 )
 from cybermesh.protocol.consensus.signatures import Domains, Verifier, VerifyItem
-from cybermesh.protocol.crypto.hashing import sha256
 from cybermesh.protocol.validator_set import ValidatorSet
 
 _R = CertificateErrorReason
@@ -46,17 +47,17 @@ class CertificateVerifier:
     def __init__(self, *, verifier: Verifier, domains: Domains) -> None:
         self._verifier = verifier
         self._domains = domains
-        self._verified: dict[bytes, None] = {}
+        self._verified: dict[QuorumCert | TimeoutCert, None] = {}
         self.signatures_checked = 0
 
     @property
     def domains(self) -> Domains:
         return self._domains
 
-    def _remember(self, digest: bytes) -> None:
+    def _remember(self, certificate: QuorumCert | TimeoutCert) -> None:
         if len(self._verified) >= VERIFIED_CACHE_SIZE:
             del self._verified[next(iter(self._verified))]
-        self._verified[digest] = None
+        self._verified[certificate] = None
 
     def _check_signers(self, signers: tuple[str, ...], epoch: EpochState, what: str) -> None:
         validator_set = epoch.validator_set
@@ -85,8 +86,7 @@ class CertificateVerifier:
             if qc.signatures or qc.block_id != epoch.root_id or qc.height != epoch.root_height:
                 raise CertificateError(_R.BAD_GENESIS, "view-0 QC must be the epoch's root QC")
             return
-        digest = qc.digest()
-        if digest in self._verified:
+        if qc in self._verified:
             return
         self._check_signers(qc.signers, epoch, "QC")
         statement = qc.statement()
@@ -94,21 +94,20 @@ class CertificateVerifier:
         vote_domain = self._domains.vote
         self._verify([(keys._by_id[s].public_key, vote_domain, statement, sig)
                       for s, sig in qc.signatures], "QC")
-        self._remember(digest)
+        self._remember(qc)
 
     def verify_tc(self, tc: TimeoutCert, epoch: EpochState) -> None:
         """Raise :class:`CertificateError` unless ``tc`` is valid in ``epoch``."""
         if tc.epoch != epoch.epoch:
             raise CertificateError(_R.WRONG_EPOCH, f"TC epoch {tc.epoch} != {epoch.epoch}")
-        digest = sha256(encode(tc.to_cbor()))
-        if digest in self._verified:
+        if tc in self._verified:
             return
         self._check_signers(tc.signers, epoch, "TC")
         keys = epoch.validator_set
         domain = self._domains.timeout
         self._verify([(keys._by_id[s].public_key, domain, timeout_statement(tc.epoch, tc.view, qv),
                        sig) for s, qv, sig in tc.signatures], "TC")
-        self._remember(digest)
+        self._remember(tc)
 
     def verify_signed(self, signer: str, domain_kind: str, statement: bytes, signature: bytes,
                       epoch: EpochState) -> bool:

@@ -1,7 +1,10 @@
 import contextlib
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from cybermesh.protocol.codec import CodecError, encode
 from cybermesh.protocol.consensus.errors import MessageError, MessageErrorReason
 from cybermesh.protocol.consensus.messages import (
     Evidence,
@@ -14,6 +17,8 @@ from cybermesh.protocol.consensus.messages import (
     Timeout,
     TimeoutCert,
     Vote,
+    block_statement,
+    timeout_statement,
 )
 from cybermesh.protocol.consensus.wire import WireLimits, decode_message, encode_message
 
@@ -91,3 +96,26 @@ def test_random_mutations_never_raise_anything_but_message_error(net):
             data[rng.below(len(data))] = rng.below(256)
         with contextlib.suppress(MessageError):
             decode_message(bytes(data[: rng.between(0, len(data))]))
+
+
+@given(st.integers(-(2**65), 2**65), st.integers(0, 2**64 + 5), st.binary(max_size=40),
+       st.integers(0, 2**70))
+def test_statements_are_exactly_the_canonical_cbor_of_their_fields(epoch, view, block_id,
+                                                                     height):
+    def canonical(*values):
+        try:
+            return encode(list(values))
+        except CodecError:
+            return CodecError
+
+    def built(function, *values):
+        try:
+            return function(*values)
+        except CodecError:
+            return CodecError
+
+    assert built(block_statement, epoch, view, block_id, height) == canonical(
+        epoch, view, block_id, height)
+    assert built(timeout_statement, epoch, view, height) == canonical(epoch, view, height)
+    assert built(block_statement, 1, view, b"\x07" * 32, height % 2**64) == canonical(
+        1, view, b"\x07" * 32, height % 2**64)
