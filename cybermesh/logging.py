@@ -25,18 +25,18 @@ _SECRET_KEY_PATTERN = re.compile(
     re.IGNORECASE,
 )
 # Names of secrets (not secrets): the words that introduce a secret value in free text.
-_SECRET_NAMES = (r"(?:pass(?:word|wd|phrase)?|secret|token|api[_-]?key|private[_-]?key"
+_SENSITIVE_WORDS = (r"(?:pass(?:word|wd|phrase)?|secret|token|api[_-]?key|private[_-]?key"
                  r"|authorization)")
 # Values that are secrets whatever key they sit under: (pattern, replacement) pairs.
 _SECRET_VALUE_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # "Bearer abc...", "Token abc...", "Basic abc..."
     (re.compile(r"(?i)\b(bearer|token|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), rf"\1 {REDACTED}"),
     # password=x, token=x (query strings, form bodies, DSNs)
-    (re.compile(rf"(?i)\b({_SECRET_NAMES})=([^&\s\"',;]+)"), rf"\1={REDACTED}"),
+    (re.compile(rf"(?i)\b({_SENSITIVE_WORDS})=([^&\s\"',;]+)"), rf"\1={REDACTED}"),
     # password: x, "password": "x", 'token': 'x' (free text, JSON and Python reprs)
-    (re.compile(rf"(?i)([\"']?\b{_SECRET_NAMES}[\"']?\s*:\s*)([\"'])(.*?)\2"),
+    (re.compile(rf"(?i)([\"']?\b{_SENSITIVE_WORDS}[\"']?\s*:\s*)([\"'])(.*?)\2"),
      rf"\1\2{REDACTED}\2"),
-    (re.compile(rf"(?i)(\b{_SECRET_NAMES}\s*:\s*)([^\s\"',;}}]+)"), rf"\1{REDACTED}"),
+    (re.compile(rf"(?i)(\b{_SENSITIVE_WORDS}\s*:\s*)([^\s\"',;}}]+)"), rf"\1{REDACTED}"),
     # credentials inside URLs, with or without a user name: scheme://user:pw@host, scheme://:pw@h
     (re.compile(r"(?i)(://[^:/@\s]*:)([^@\s]+)(@)"), rf"\1{REDACTED}\3"),
     (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----"),
