@@ -1,5 +1,7 @@
-"""CyberMesh control plane (Django project package)."""
+"""CyberMesh control plane (Django project package).
 
-from cybermesh.celery import app as celery_app
-
-__all__ = ["celery_app"]
+Importing this package loads nothing else: the standalone verifier (``python -m
+cybermesh.verify``) and the protocol core must run without Django. The Celery app is created
+when Django starts (``CyberMeshConfig.ready``) and found by ``celery -A cybermesh`` through the
+``cybermesh.celery`` module.
+"""

@@ -9,3 +9,5 @@ class CyberMeshConfig(AppConfig):
 
     def ready(self) -> None:
         from cybermesh import checks  # noqa: F401  (registers the checks)
+        # Configure the Celery app before any task is enqueued from this process.
+        from cybermesh.celery import app  # noqa: F401
