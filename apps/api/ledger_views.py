@@ -29,6 +29,9 @@ from apps.api.serializers import (
     TransactionDetailSerializer,
     TransactionSerializer,
     ValidatorSerializer,
+    block_item,
+    evidence_item,
+    transaction_item,
 )
 
 READ_ERRORS = problem_responses(400, 401, 403, 429)
@@ -38,6 +41,15 @@ DETAIL_ERRORS = problem_responses(400, 401, 403, 404, 429)
 class FilteredListView(ApiListView):
     pagination_class = KeysetPagination
     filterset_class: type[FilterSet] | None = None
+    # Builds one item from a row (fast path); None: the serializer does.
+    item: Any = None
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        if self.item is None:
+            return super().list(request, *args, **kwargs)
+        rows = self.paginate_queryset(self.filter_queryset(self.get_queryset())) or []
+        build = self.item
+        return self.get_paginated_response([build(row) for row in rows])
 
     def filter_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
         if self.filterset_class is None:
@@ -62,6 +74,7 @@ class BlockListView(FilteredListView):
 
     permission_classes = [requires(Capability.READ_LEDGER)]
     serializer_class = BlockSerializer
+    item = staticmethod(block_item)
     cursor_fields = (("height", int),)
 
     def get_queryset(self) -> QuerySet[Any]:
@@ -100,6 +113,7 @@ class TransactionListView(FilteredListView):
 
     permission_classes = [requires(Capability.READ_LEDGER)]
     serializer_class = TransactionSerializer
+    item = staticmethod(transaction_item)
     filterset_class = TransactionFilterSet
     cursor_fields = (("block_height", int), ("idx", int))
 
@@ -134,6 +148,7 @@ class EvidenceListView(FilteredListView):
 
     permission_classes = [requires(Capability.READ_INVESTIGATIONS)]
     serializer_class = EvidenceSerializer
+    item = staticmethod(evidence_item)
     filterset_class = EvidenceFilterSet
     cursor_fields = (("committed_height", int), ("evidence_id", bytes))
 

@@ -8,12 +8,52 @@ authenticated callers without the permission 403.
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
+from django.conf import settings
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
 from apps.api.roles import Capability
+
+DEFAULT_PERMISSION_CACHE_SECONDS = 5.0
+_MAX_CACHED_USERS = 10_000
+_cache: dict[int, tuple[float, frozenset[str]]] = {}
+_cache_lock = threading.Lock()
+
+
+def user_permissions(user: Any) -> frozenset[str]:
+    """The user's permissions, cached in this process for a few seconds.
+
+    Loading them costs two queries (direct and through groups) on every request otherwise.
+    A role change therefore applies within ``API_PERMISSION_CACHE_SECONDS`` (default 5 s);
+    deactivating a user or revoking a token applies at once (both are checked per request).
+    """
+    ttl = float(getattr(settings, "API_PERMISSION_CACHE_SECONDS",
+                        DEFAULT_PERMISSION_CACHE_SECONDS))
+    now = time.monotonic()
+    cached = _cache.get(user.pk)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    permissions = frozenset(user.get_all_permissions())
+    with _cache_lock:
+        if len(_cache) >= _MAX_CACHED_USERS:
+            _cache.clear()
+        _cache[user.pk] = (now + ttl, permissions)
+    return permissions
+
+
+def clear_permission_cache() -> None:
+    with _cache_lock:
+        _cache.clear()
+
+
+def has_capability(user: Any, capability: Capability) -> bool:
+    if user.is_superuser:
+        return bool(user.is_active)
+    return capability.permission in user_permissions(user)
 
 
 class CapabilityPermission(BasePermission):
@@ -24,7 +64,7 @@ class CapabilityPermission(BasePermission):
         user = request.user
         if user is None or not user.is_authenticated or not user.is_active:
             return False
-        return all(user.has_perm(capability.permission) for capability in self.capabilities)
+        return all(has_capability(user, capability) for capability in self.capabilities)
 
 
 _CLASSES: dict[tuple[Capability, ...], type[CapabilityPermission]] = {}
@@ -44,7 +84,7 @@ class AnyCapabilityPermission(CapabilityPermission):
         user = request.user
         if user is None or not user.is_authenticated or not user.is_active:
             return False
-        return any(user.has_perm(capability.permission) for capability in self.capabilities)
+        return any(has_capability(user, capability) for capability in self.capabilities)
 
 
 def requires_any(*capabilities: Capability) -> type[CapabilityPermission]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -188,3 +189,47 @@ class StatusSerializer(serializers.Serializer[Any]):
     validators = ValidatorSerializer(  # type: ignore[assignment]  # the answer's member name
         many=True, help_text="Active validators")
     quorum = QuorumSerializer(allow_null=True, help_text="Of the active validators")
+
+
+# --- list items without serializer instances ---------------------------------------------------
+# A page is 50 rows; DRF's field machinery costs ~0.1 ms per row, more than the query. The list
+# endpoints build their items with these functions; the serializers above stay the documented
+# shape, and tests/api/test_ledger_endpoints.py checks that both give identical output.
+
+def _iso(moment: Any) -> str | None:
+    if moment is None:
+        return None
+    text: str = timezone.localtime(moment).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def _hex(value: Any) -> str:
+    return bytes(value).hex()
+
+
+def block_item(row: Any) -> dict[str, Any]:
+    return {
+        "height": row.height, "hash": _hex(row.block_hash), "parent_hash": _hex(row.parent_hash),
+        "epoch": row.epoch, "view": row.view, "proposer": row.proposer_id,
+        "timestamp_ms": row.timestamp_ms, "tx_count": row.tx_count, "tx_root": _hex(row.tx_root),
+        "state_root": _hex(row.state_root), "result_state_root": _hex(row.result_state_root),
+        "validator_set_hash": _hex(row.validator_set_hash),
+        "committed_at": _iso(row.committed_at), "qc": qc_data(decode_qc(row.qc)),
+    }
+
+
+def transaction_item(row: Any) -> dict[str, Any]:
+    return {
+        "block_height": row.block_height, "index": row.idx, "tx_id": _hex(row.tx_id),
+        "kind": row.kind, "producer_id": row.producer_id, "created_at": _iso(row.created_at),
+        "content_hash": _hex(row.content_hash), "is_replay": row.is_replay,
+    }
+
+
+def evidence_item(row: Any) -> dict[str, Any]:
+    return {
+        "evidence_id": _hex(row.evidence_id), "kind": row.kind, "offender_id": row.offender_id,
+        "epoch": row.epoch, "view": row.view, "height": row.height,
+        "reporter_id": row.reporter_id, "status": row.status,
+        "committed_height": row.committed_height, "created_at": _iso(row.created_at),
+    }

@@ -17,6 +17,7 @@ from rest_framework.exceptions import PermissionDenied
 
 from apps.api.errors import ApiProblem, ProblemCode
 from apps.api.metrics import WRITES
+from apps.api.permissions import has_capability
 from apps.api.roles import Capability
 from apps.audit.choices import Outcome
 from apps.audit.services import record_audit
@@ -93,7 +94,7 @@ def do_submit_transaction(*, raw: bytes, acting_user: Any, request_id: str, now_
                details={**details, "reason": "kind_not_accepted"})
         raise _refused("kind_not_accepted", f"{transaction.kind.value} transactions are not "
                        "submitted through the API (only policy and governance).")
-    if not acting_user.has_perm(capability.permission):
+    if not has_capability(acting_user, capability):
         _audit(actor=actor, outcome=Outcome.DENIED, target=target, request_id=request_id,
                details=details)
         raise PermissionDenied(f"Your role may not submit {transaction.kind.value} "

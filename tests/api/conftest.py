@@ -13,6 +13,7 @@ from django.contrib.auth.models import Group, User
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
+from apps.api.permissions import clear_permission_cache
 from apps.api.roles import Role, sync_roles
 from apps.api.tokens import issue_token
 from apps.audit.keyring import create_keyring_file
@@ -35,6 +36,7 @@ def audit_keyring(settings: Any, tmp_path: Path) -> Path:
 @pytest.fixture(autouse=True)
 def fresh_throttle_counters() -> None:
     cache.clear()
+    clear_permission_cache()
 
 
 @pytest.fixture

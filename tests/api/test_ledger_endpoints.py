@@ -120,3 +120,40 @@ def test_evidence_filters(client_for: ClientFor, db: None) -> None:
     assert [e["view"] for e in walk(client, "/api/v1/evidence/?height=1")] == [1]
     detail = client.get(f"/api/v1/evidence/{'02' * 32}/").json()
     assert detail["proof"] == "cA==" and detail["offender_id"] == "v1"
+
+
+def test_fast_list_items_equal_the_documented_serializers(
+        client_for: ClientFor, executed_chain_items: Any) -> None:
+    from apps.api.serializers import (
+        BlockSerializer,
+        EvidenceSerializer,
+        TransactionSerializer,
+        block_item,
+        evidence_item,
+        transaction_item,
+    )
+    from apps.ledger.models import Block, Transaction
+
+    Evidence.objects.create(evidence_id=b"\x01" * 32, kind="double_vote", offender_id="v1",
+                            view=1, height=1, proof=b"p", committed_height=1,
+                            created_at=datetime.now(tz=UTC))
+    for model, serializer, build in ((Block, BlockSerializer, block_item),
+                                     (Transaction, TransactionSerializer, transaction_item),
+                                     (Evidence, EvidenceSerializer, evidence_item)):
+        rows = list(model.objects.all()[:20])
+        assert rows
+        assert [build(row) for row in rows] == serializer(rows, many=True).data
+
+
+def test_a_role_change_applies_after_the_permission_cache_expires(
+        client_for: ClientFor, settings: Any) -> None:
+    from django.contrib.auth.models import Group, User
+
+    from apps.api.permissions import clear_permission_cache
+    settings.API_PERMISSION_CACHE_SECONDS = 3600
+    client = client_for("viewer")
+    assert client.get("/api/v1/evidence/").status_code == 403
+    User.objects.get(username="viewer-user").groups.add(Group.objects.get(name="analyst"))
+    assert client.get("/api/v1/evidence/").status_code == 403  # cached
+    clear_permission_cache()  # what the TTL does after API_PERMISSION_CACHE_SECONDS
+    assert client.get("/api/v1/evidence/").status_code == 200
