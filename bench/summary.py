@@ -75,7 +75,7 @@ def main() -> None:
     print_table(results)
     if "--no-docs" not in sys.argv:
         write_markdown(results)
-        print(f"\nwrote {DOCS.relative_to(Path.cwd()) if DOCS.is_relative_to(Path.cwd()) else DOCS}")
+        print(f"\nwrote {DOCS}")
 
 
 if __name__ == "__main__":
