@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.db import connection
 
 from apps.ledger.models import Block as BlockRow
@@ -26,7 +27,11 @@ from apps.state.execution import LedgerExecutor, commit_with_executor
 from apps.validators.models import Validator
 from tests.ledger.chain import ChainBuilder, executed_chain, replay_into_database
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.integration, pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql",
+                       reason="runs against PostgreSQL only"),
+]
 
 REPO = Path(__file__).resolve().parents[2]
 BLOCKS = 40
