@@ -11,7 +11,8 @@ from apps.ledger.models import Block
 from apps.ledger.services import commit_block
 from tests.ledger.chain import ChainBuilder
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True),
+              pytest.mark.urls("tests.ledger.admin_urls")]
 
 PAGES = ["ledger_block", "ledger_outboxmessage", "state_stateversion", "state_statesnapshot",
          "validators_validator", "evidence_evidence"]
