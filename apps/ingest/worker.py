@@ -270,7 +270,9 @@ class IngestWorker:
             by_topic.setdefault(message.topic() or "", []).append(index)
         dispositions: list[tuple[str, AdmissionResult] | None] = [None] * len(messages)
         now_ms = self.clock_ms()
-        for topic, indexes in by_topic.items():
+        # One admission call (one database transaction) per topic, in topic-name order so a
+        # batch is always admitted in the same order.
+        for topic, indexes in sorted(by_topic.items()):
             raws = [messages[index].value() or b"" for index in indexes]
             results = self.admit(raws, now_ms=now_ms, source=_source(topic))
             for index, result in zip(indexes, results, strict=True):
@@ -304,10 +306,16 @@ class IngestWorker:
                     break
                 except BufferError:
                     producer.poll(0.1)
+                except KafkaException as error:
+                    self._producer = Producer(self._producer_config)
+                    raise TransientIngestError(f"dead letter not accepted: {error}") from error
         if not letters:
             return
         remaining = producer.flush(self.dlq_timeout_s)
         if remaining or failures:
+            # A fresh idempotent producer for the retry: one whose broker restarted (and lost
+            # its producer-id state) can otherwise stay failed for good.
+            self._producer = Producer(self._producer_config)
             raise TransientIngestError(f"{remaining + len(failures)} of {letters} dead "
                                        f"letters not acknowledged: "
                                        f"{failures[0] if failures else 'timeout'}")
