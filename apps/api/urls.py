@@ -27,5 +27,5 @@ urlpatterns = [
             state_views.EntityHistoryView.as_view(), name="entity-history"),
     re_path(r"^entities/(?P<kind>[^/]+)/(?P<value>.+)/\Z", state_views.EntityView.as_view(),
             name="entity-detail"),
-    re_path(r"(?s)^.*\Z", views.UnknownEndpointView.as_view(), name="unknown"),
+    re_path(r"^[\s\S]*\Z", views.UnknownEndpointView.as_view(), name="unknown"),
 ]

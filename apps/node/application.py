@@ -24,13 +24,13 @@ database, so two forks at one height never collide in the store.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import structlog
 from prometheus_client import Counter
 
 from apps.ledger.models import Transaction as LedgerTransaction
-from apps.ledger.records import CommitOutcome
+from apps.ledger.records import CommitOutcome, PreparedState
 from apps.ledger.services import commit_block
 from apps.mempool.queries import block_candidates
 from apps.mempool.services import remove_committed
@@ -277,8 +277,11 @@ class Application:
         if speculation is None:
             raise RuntimeError(f"committed block {block.height} cannot be executed; the "
                                "ledger would diverge (check the executor logs)")
+        # The tree batch was computed when the block was checked: the commit only writes it.
+        execution = replace(speculation.executed.execution, prepared_state=PreparedState(
+            base_root=self.committed_root, batch=speculation.batch))
         outcome = commit_block(block=block, qc=qc,  # type: ignore[arg-type]
-                               execution=speculation.executed.execution, node_id=self.node_id)
+                               execution=execution, node_id=self.node_id)
         self.executor.advance(speculation.executed)
         self.committed = block
         self.committed_root = outcome.state_root
