@@ -170,6 +170,12 @@ if _ENGINE in ("django.db.backends.postgresql", "django_cockroachdb"):
     from psycopg import IsolationLevel
 
     DATABASES["default"].setdefault("OPTIONS", {})["isolation_level"] = IsolationLevel.SERIALIZABLE
+    # A client that dies idle inside a serializable transaction would otherwise hold its
+    # predicate locks (shared server memory) until TCP notices; bound it.
+    _idle_ms = env.int("DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS", default=60_000)
+    if _idle_ms:
+        DATABASES["default"]["OPTIONS"]["options"] = (
+            f"-c idle_in_transaction_session_timeout={_idle_ms}")
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 elif _ENGINE == "django.db.backends.sqlite3":
