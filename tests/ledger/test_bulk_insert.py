@@ -7,7 +7,6 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from django.conf import settings
 from django.db import transaction
 
 from apps.ledger.bulk_insert import copy_rows, unnest_rows
@@ -16,8 +15,6 @@ from apps.ledger.models import Transaction as TransactionRow
 
 pytestmark = [
     pytest.mark.integration, pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql",
-                       reason="runs against PostgreSQL only"),
 ]
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)

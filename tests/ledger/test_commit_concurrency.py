@@ -18,7 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.db import connection, connections
 from prometheus_client import REGISTRY
 
@@ -35,8 +34,6 @@ from tests.ledger.chain import ChainBuilder, CommittedItem
 
 pytestmark = [
     pytest.mark.integration, pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql",
-                       reason="runs against PostgreSQL only"),
 ]
 
 FAST = RetryPolicy(max_attempts=6, base_delay_s=0.001, max_delay_s=0.01)

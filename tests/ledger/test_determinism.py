@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.db import connection
 
 from apps.ledger.models import Block as BlockRow
@@ -29,8 +28,6 @@ from tests.ledger.chain import ChainBuilder, executed_chain, replay_into_databas
 
 pytestmark = [
     pytest.mark.integration, pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql",
-                       reason="runs against PostgreSQL only"),
 ]
 
 REPO = Path(__file__).resolve().parents[2]
