@@ -132,7 +132,8 @@ def _seed(url: str) -> float:
                     'producer-' || ((b * 7 + i) %% 20),
                     to_timestamp((%s + b * 1000) / 1000.0), decode(repeat('cd', 64), 'hex'),
                     decode(repeat('ef', 32), 'hex'), false
-                FROM generate_series(0, %s - 1) AS b, generate_series(0, %s - 1) AS i""",
+                FROM generate_series(0::bigint, %s - 1) AS b,
+                     generate_series(0::bigint, %s - 1) AS i""",
             [list(KINDS), GENESIS_MS, BLOCKS, TXS_PER_BLOCK])
         cursor.execute("ANALYZE blocks")
         cursor.execute("ANALYZE transactions")

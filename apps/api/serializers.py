@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import cbor2
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -214,8 +215,19 @@ def block_item(row: Any) -> dict[str, Any]:
         "timestamp_ms": row.timestamp_ms, "tx_count": row.tx_count, "tx_root": _hex(row.tx_root),
         "state_root": _hex(row.state_root), "result_state_root": _hex(row.result_state_root),
         "validator_set_hash": _hex(row.validator_set_hash),
-        "committed_at": _iso(row.committed_at), "qc": qc_data(decode_qc(row.qc)),
+        "committed_at": _iso(row.committed_at), "qc": stored_qc_data(row.qc),
     }
+
+
+def stored_qc_data(raw: Any) -> dict[str, Any]:
+    """A stored commit QC for display, decoded by cbor2's C decoder: ~20x faster than the
+    strict protocol decoder, which a page of 50 QCs would spend more time in than in the
+    query. Display only: the row was verified before it was committed, block detail and
+    state proofs go through the strict decoder, and clients verify signatures themselves."""
+    epoch, view, block_id, height, signatures = cbor2.loads(bytes(raw))
+    return {"epoch": epoch, "view": view, "height": height, "block_hash": block_id.hex(),
+            "signatures": [{"validator_id": signer, "signature": signature.hex()}
+                           for signer, signature in signatures]}
 
 
 def transaction_item(row: Any) -> dict[str, Any]:
