@@ -265,3 +265,21 @@ def test_text_output_shows_the_progress_and_the_outcome(
     text = run("approve", str(proposal_file), *as_validator(chain, 2))
     assert "submitted transaction" in text
     assert "scheduled: committed in block 1; applies at the end of epoch 0 (after block 4)" in text
+
+
+def test_the_new_validators_tls_certificate_is_checked_and_carried_in_the_proposal(
+        chain: LiveChain, tmp_path: Path) -> None:
+    from apps.node.p2p.tls import certificate_for
+
+    new_key = generate_signing_key(tmp_path / "v4.json", kind=KeyKind.NODE)
+    good = tmp_path / "v4.pem"
+    good.write_bytes(certificate_for(new_key, "v4", "127.0.0.1:7104"))
+    wrong = tmp_path / "v5.pem"
+    wrong.write_bytes(certificate_for(new_key, "v5", "127.0.0.1:7104"))
+    arguments = ["add-validator", "--id", "v4", "--public-key", new_key.public_key.raw.hex(),
+                 "--power", "1", "--address", "127.0.0.1:7104"]
+    with pytest.raises(CommandError, match="certificate of 'v5'"):
+        run(*arguments, "--tls-certificate", str(wrong), "--out", str(tmp_path / "bad.json"))
+    assert not (tmp_path / "bad.json").exists()
+    run_json(*arguments, "--tls-certificate", str(good), "--out", str(tmp_path / "p.json"))
+    assert load_proposal(tmp_path / "p.json").tls_certificate == good.read_text()
