@@ -62,6 +62,7 @@ def test_adding_a_validator_collects_a_quorum_submits_and_follows_to_activation(
     # v0 (this node) approved; 1 of the 3 needed out of 4: written, not submitted.
     assert first["approvals"] == ["v0"] and first["quorum_power"] == 3
     assert first["submitted"] is False and first["missing"] == ["v1", "v2", "v3"]
+    assert first["chain"] == {"height": 0, "epoch": 0, "epoch_ends_after_height": 4}
     assert not MempoolTransaction.objects.exists()
     second = run_json("approve", str(proposal_file), *as_validator(chain, 1))
     assert second["approvals"] == ["v0", "v1"] and second["submitted"] is False
@@ -259,6 +260,7 @@ def test_text_output_shows_the_progress_and_the_outcome(
     text = run("set-parameter", "--name", "tx_max_future_ms", "--value", "60000",
                "--out", str(proposal_file))
     assert "approvals: v0 (power 1 of 3 needed)" in text
+    assert "chain at block 0, epoch 0 ends after block 4 (approvals expire then)" in text
     assert f"manage.py governance approve {proposal_file.name}" in text
     approve_all(chain, proposal_file, (1,))
     on_wait(monkeypatch, chain.commit_mempool)

@@ -48,7 +48,7 @@ from apps.governance.proposals import (
     new_change,
     save_proposal,
 )
-from apps.governance.queries import governance_view
+from apps.governance.queries import GovernanceView, governance_view
 from apps.governance.services import (
     COMMITTED_STAGES,
     Stage,
@@ -324,9 +324,11 @@ class Command(BaseCommand):
             "change": change_summary(proposal.change),
             "approvals": list(counted.approvers), "approved_power": counted.power,
             "quorum_power": counted.quorum_power, "missing": list(counted.missing),
-            "submitted": False}
+            "chain": self._chain(view), "submitted": False}
         if not opts.json:
             self.stdout.write(f"proposal {path}: {json.dumps(result['change'], sort_keys=True)}")
+            self.stdout.write(f"chain at block {view.version}, epoch {view.chain.epoch} ends "
+                              f"after block {view.epoch_end_height} (approvals expire then)")
             self.stdout.write(f"approvals: {', '.join(counted.approvers) or 'none'} (power "
                               f"{counted.power} of {counted.quorum_power} needed)")
         if opts.no_submit or (not counted.has_quorum and not required):
@@ -400,6 +402,11 @@ class Command(BaseCommand):
     # --- status ---------------------------------------------------------------------------
 
     @staticmethod
+    def _chain(view: GovernanceView) -> dict[str, int]:
+        return {"height": view.version, "epoch": view.chain.epoch,
+                "epoch_ends_after_height": view.epoch_end_height}
+
+    @staticmethod
     def _describe(status: TxStatus) -> str:
         where = f" in block {status.height}" if status.height is not None else ""
         text = {
@@ -433,7 +440,9 @@ class Command(BaseCommand):
                                   "proposal_file": str(proposal_file),
                                   "change": change_summary(proposal.change)}
         try:
-            counted = tally(governance_view(), proposal)
+            view = governance_view()
+            result["chain"] = self._chain(view)
+            counted = tally(view, proposal)
             result.update(approvals=list(counted.approvers), approved_power=counted.power,
                           quorum_power=counted.quorum_power, missing=list(counted.missing))
         except GovernanceError as error:
