@@ -285,3 +285,23 @@ def test_the_new_validators_tls_certificate_is_checked_and_carried_in_the_propos
     assert not (tmp_path / "bad.json").exists()
     run_json(*arguments, "--tls-certificate", str(good), "--out", str(tmp_path / "p.json"))
     assert load_proposal(tmp_path / "p.json").tls_certificate == good.read_text()
+
+
+def test_a_transaction_that_expires_from_the_mempool_is_reported_and_can_be_resubmitted(
+        chain: LiveChain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from apps.mempool.services import expire
+    from tests.governance.chain import now_ms
+
+    proposal_file = tmp_path / "param.json"
+    run_json("set-parameter", "--name", "tx_max_future_ms", "--value", "60000",
+             "--out", str(proposal_file))
+    approve_all(chain, proposal_file, (1,))
+    on_wait(monkeypatch, lambda: expire(now_ms() + 24 * 3600 * 1000))
+    with pytest.raises(CommandError, match="left the mempool without being committed"):
+        run("approve", str(proposal_file), *as_validator(chain, 2), "--poll-interval", "0")
+    [first] = load_proposal(proposal_file).submitted
+    # Nothing of it is on its way any more: submit builds a new transaction.
+    on_wait(monkeypatch, chain.commit_mempool)
+    again = run_json("submit", str(proposal_file))
+    assert again["admission"] == "admitted" and again["tx_id"] != first.hex()
+    assert again["status"]["stage"] == "scheduled"
