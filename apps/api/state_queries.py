@@ -18,8 +18,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import BinaryField, Exists, OuterRef, QuerySet
-from django.db.models.functions import Substr
+from django.db.models import Exists, OuterRef, QuerySet
 
 from apps.ledger.models import Block as BlockRow
 from apps.ledger.rows import load_block
@@ -163,15 +162,17 @@ def policy_records(*, version: int, kinds: tuple[str, ...]) -> QuerySet[StateVal
     """Rows holding the live rule / quarantine records at ``version`` (the latest row of each
     key, not a deletion), for keyset paging on ``key_hash``.
 
-    Until ``state_kv`` rows carry their record type as an indexed label, this reads the rows
-    of the state up to ``version`` and keeps those whose bytes are of the asked types: its cost
-    grows with the state, not with the policy (see docs/api.md)."""
-    tags = [POLICY_TAGS[kind] for kind in kinds]
+    ``state_kv`` rows carry their record type as the ``namespace`` label (set at execution), so
+    this walks the (namespace, key_hash, version) index: its cost grows with the policy, not
+    with the whole state."""
+    unknown = set(kinds) - set(POLICY_TAGS)
+    if unknown:
+        raise ValueError(f"unknown policy record kinds: {sorted(unknown)}")
     newer = StateValue.objects.filter(key_hash=OuterRef("key_hash"),
                                       version__gt=OuterRef("version"), version__lte=version)
-    return (StateValue.objects.filter(version__lte=version, value__isnull=False)
-            .annotate(tag=Substr("value", 2, 1, output_field=BinaryField()))
-            .filter(tag__in=tags).exclude(Exists(newer))
+    return (StateValue.objects.filter(namespace__in=kinds, version__lte=version,
+                                      value__isnull=False)
+            .exclude(Exists(newer))
             .only("key_hash", "version", "value"))
 
 

@@ -35,7 +35,9 @@ class Evidence(models.Model):
         db_table = "evidence"
         ordering = ["committed_height", "evidence_id"]
         indexes = [
-            models.Index(fields=["offender_id"], name="evidence_offender_idx"),
+            models.Index(fields=["offender_id", "committed_height", "evidence_id"],
+                         name="evidence_offender_idx"),
+            models.Index(fields=["committed_height", "evidence_id"], name="evidence_order_idx"),
             models.Index(fields=["view", "height"], name="evidence_view_height_idx"),
         ]
 

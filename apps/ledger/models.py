@@ -89,7 +89,13 @@ class Transaction(models.Model):
             models.UniqueConstraint(fields=["tx_id"], condition=Q(is_replay=False),
                                     name="transactions_tx_id_unique"),
         ]
-        indexes = [models.Index(fields=["tx_id"], name="transactions_tx_id_idx")]
+        indexes = [
+            models.Index(fields=["tx_id"], name="transactions_tx_id_idx"),
+            # API filters walk these in (block_height, idx) order without sorting.
+            models.Index(fields=["kind", "block_height", "idx"], name="transactions_kind_idx"),
+            models.Index(fields=["producer_id", "block_height", "idx"],
+                         name="transactions_producer_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"tx {self.block_height}/{self.idx} {bytes(self.tx_id).hex()[:16]}"

@@ -46,6 +46,7 @@ from cybermesh.protocol.executor.events import (
     TxIgnored,
     ValidatorSetChanged,
 )
+from cybermesh.protocol.executor.records import decode_record
 from cybermesh.protocol.txs.envelope import Transaction
 from cybermesh.protocol.txs.evidence import Evidence
 
@@ -153,6 +154,14 @@ class ExecutedBlock:
     events: tuple[DomainEvent, ...]
 
 
+def record_label(key: bytes, value: bytes | None, before: State) -> str:
+    """The record type stored at ``key`` (``rule``, ``quarantine``, ...): the ``namespace``
+    label of its state_kv row, so reads such as "every policy rule" use an index, not a scan.
+    A deletion is labelled with the type of the record it removes."""
+    record = decode_record(value) if value is not None else before.get(key)
+    return "" if record is None else record.TYPE.name.lower()
+
+
 def execute_block(state: State, block: Block) -> ExecutedBlock:
     """Run the executor on ``block`` over ``state``: pure, the database is not touched."""
     records, transactions = decode_block_transactions(block)
@@ -160,7 +169,8 @@ def execute_block(state: State, block: Block) -> ExecutedBlock:
         state, BlockContext(height=block.height, timestamp_ms=block.timestamp_ms),
         transactions)
     execution = BlockExecution(
-        state_updates=tuple(StateUpdate(key, value) for key, value in sorted(updates.items())),
+        state_updates=tuple(StateUpdate(key, value, record_label(key, value, state))
+                            for key, value in sorted(updates.items())),
         evidence=_evidence_records(block, transactions, events),
         validator_updates=_validator_updates(events),
         notifications=notifications_for(events), transactions=records)
@@ -171,7 +181,7 @@ def genesis_execution(state: State) -> BlockExecution:
     """What committing the genesis block writes: the genesis ``State`` as the first version,
     and its validator set as the active validators."""
     return BlockExecution(
-        state_updates=tuple(StateUpdate(key, value)
+        state_updates=tuple(StateUpdate(key, value, record_label(key, value, state))
                             for key, value in sorted(state.entries().items())),
         validator_set=active_validator_set(state))
 

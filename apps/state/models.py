@@ -61,7 +61,11 @@ class StateValue(models.Model):
     class Meta:
         db_table = "state_kv"
         ordering = ["key_hash", "version"]
-        indexes = [models.Index(fields=["version"], name="state_kv_version_idx")]
+        indexes = [
+            models.Index(fields=["version"], name="state_kv_version_idx"),
+            models.Index(fields=["namespace", "key_hash", "version"],
+                         name="state_kv_namespace_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{bytes(self.key_hash).hex()[:16]}@{self.version}"
