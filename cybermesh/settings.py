@@ -132,6 +132,7 @@ INSTALLED_APPS = [
     "apps.evidence",
     "apps.mempool",
     "apps.node",
+    "apps.governance",
     "apps.api",
 ]
 
@@ -216,6 +217,9 @@ if REDIS_URL and REDIS_PASSWORD:
 if REDIS_URL:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
                                   "CONFIG": {"hosts": [REDIS_URL]}}}
+    # Throttle counters and permission caches shared by every web process of the node.
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                          "LOCATION": REDIS_URL}}
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "memory://")
@@ -228,10 +232,18 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "apps.api.tokens.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "EXCEPTION_HANDLER": "apps.api.errors.problem_exception_handler",
 }
+# Per-client rates by bucket ("read", "write", "anon"), e.g. API_THROTTLE_RATES=read=600/min
+API_THROTTLE_RATES = env.dict("API_THROTTLE_RATES", default={})
+API_PERMISSION_CACHE_SECONDS = env.int("API_PERMISSION_CACHE_SECONDS", default=5)
+READY_MAX_STATUS_AGE_SECONDS = env.int("READY_MAX_STATUS_AGE_SECONDS", default=30)
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS",
+                                    default=["127.0.0.0/8", "::1/128"])
 SPECTACULAR_SETTINGS = {
     "TITLE": "CyberMesh control plane API",
     "VERSION": "1.0.0",
