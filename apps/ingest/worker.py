@@ -124,7 +124,8 @@ class IngestWorker:
                  retry_base_s: float = 0.2, retry_max_s: float = 10.0,
                  dlq_timeout_s: float = 30.0,
                  clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 assignment: Sequence[TopicPartition] | None = None) -> None:
         self.topics = list(topics)
         self.admit = admit
         self.node_id = node_id
@@ -144,14 +145,21 @@ class IngestWorker:
         self._producer: Producer | None = None
         self._carry: list[Message] = []
         self._paused_until: float | None = None
+        self.last_batch_seconds = 0.0
+        # Explicit partitions instead of group membership (benchmarks, replay tools): no
+        # rebalances, offsets still committed under the group id.
+        self._assignment = list(assignment) if assignment is not None else None
 
     # --- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> IngestWorker:
         self._consumer = Consumer(self._consumer_config)
         self._producer = Producer(self._producer_config)
-        self._consumer.subscribe(self.topics, on_assign=self._on_assign,
-                                 on_revoke=self._on_revoke)
+        if self._assignment is not None:
+            self._consumer.assign(self._assignment)
+        else:
+            self._consumer.subscribe(self.topics, on_assign=self._on_assign,
+                                     on_revoke=self._on_revoke)
         logger.info("ingest.started", topics=self.topics, node_id=self.node_id)
         return self
 
@@ -221,7 +229,8 @@ class IngestWorker:
         metrics.IN_FLIGHT.set(len(messages))
         started = time.monotonic()
         self._see_through(messages)
-        metrics.BATCH_SECONDS.observe(time.monotonic() - started)
+        self.last_batch_seconds = time.monotonic() - started
+        metrics.BATCH_SECONDS.observe(self.last_batch_seconds)
         metrics.BATCH_SIZE.observe(len(messages))
         metrics.IN_FLIGHT.set(len(self._carry))
         self.stats.batches += 1

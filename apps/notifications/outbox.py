@@ -22,9 +22,9 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, Message, Producer
 from django.db.models import Q
@@ -93,7 +93,21 @@ def encode_value(payload: Any) -> bytes:
                       ensure_ascii=False).encode()
 
 
-def _headers(row: OutboxMessage, node_id: str) -> list[tuple[str, str | bytes | None]]:
+# Rows are read as plain tuples (no model instances): the drain is a hot loop.
+_ROW_FIELDS = ("pk", "dedupe_id", "topic", "key", "payload", "height", "position")
+
+
+class OutboxRow(Protocol):
+    pk: Any
+    dedupe_id: str
+    topic: str
+    key: str
+    payload: Any
+    height: int
+    position: int
+
+
+def _headers(row: OutboxRow, node_id: str) -> list[tuple[str, str | bytes | None]]:
     return [(HEADER_DEDUPE_ID, row.dedupe_id.encode()),
             (HEADER_HEIGHT, str(row.height).encode()),
             (HEADER_POSITION, str(row.position).encode()),
@@ -153,7 +167,7 @@ class OutboxPublisher:
             self._producer.flush(0)
             self._producer = None
 
-    def publish(self, rows: Sequence[OutboxMessage]) -> _Acks:
+    def publish(self, rows: Sequence[OutboxRow]) -> _Acks:
         """Publish ``rows`` in order and wait for every acknowledgement or failure."""
         acks = _Acks()
         with self._lock:
@@ -189,22 +203,34 @@ def _unsent(using: str) -> Any:
 
 
 def unsent_count(*, using: str = "default") -> int:
-    count = _unsent(using).count()
+    count = int(_unsent(using).count())
     UNSENT.set(count)
     return count
 
 
-def _mark_sent(row_ids: Iterable[Any], *, using: str) -> int:
+def _mark_sent(rows: Sequence[OutboxRow], acked: Sequence[Any], *, using: str) -> int:
     """Mark acknowledged rows sent; rows already marked (a concurrent drain) stay as they
-    were, so ``sent_at`` records the first acknowledgement."""
-    ids = list(row_ids)
-    if not ids:
+    were, so ``sent_at`` records the first acknowledgement.
+
+    When every row of the batch was acknowledged, the rows are named by their (height,
+    position) range rather than by a list of ids: the batch is a contiguous run in commit
+    order, and no row can appear inside a range already read (a block's rows are written in
+    its commit, and heights only grow).
+    """
+    if not acked:
         return 0
     now = timezone.now()
+    if len(acked) == len(rows):
+        first, last = rows[0], rows[-1]
+        selection = (Q(height__gt=first.height) | Q(height=first.height,
+                                                     position__gte=first.position)) & (
+            Q(height__lt=last.height) | Q(height=last.height, position__lte=last.position))
+    else:
+        selection = Q(pk__in=list(acked))
 
     def update() -> int:
         return int(OutboxMessage.objects.using(using).filter(
-            pk__in=ids, sent_at__isnull=True).update(sent_at=now))
+            selection, sent_at__isnull=True).update(sent_at=now))
 
     return int(run_serializable(update, using=using, operation="outbox_mark_sent"))
 
@@ -218,14 +244,15 @@ def drain_outbox(*, publisher: OutboxPublisher, batch_size: int = DEFAULT_BATCH_
     """
     batch_size = max(1, min(batch_size, MAX_BATCH_SIZE))
     started = time.monotonic()
-    rows = list(_unsent(using).order_by("height", "position")[:batch_size + 1])
+    rows = list(_unsent(using).order_by("height", "position")
+                .values_list(*_ROW_FIELDS, named=True)[:batch_size + 1])
     more = len(rows) > batch_size
     rows = rows[:batch_size]
     if not rows:
         UNSENT.set(0)
         return DrainResult(sent=0, failed=0, more=False)
     acks = publisher.publish(rows)
-    _mark_sent(acks.acked, using=using)
+    _mark_sent(rows, acks.acked, using=using)
     DRAIN_SECONDS.observe(time.monotonic() - started)
     not_acked = len(rows) - len(acks.acked)
     if not_acked:
@@ -248,11 +275,12 @@ def replay_outbox(*, publisher: OutboxPublisher, from_height: int, to_height: in
     while True:
         rows = list(OutboxMessage.objects.using(using).filter(
             Q(height__gt=cursor[0]) | Q(height=cursor[0], position__gt=cursor[1]),
-            height__lte=to_height).order_by("height", "position")[:batch_size])
+            height__lte=to_height).order_by("height", "position")
+            .values_list(*_ROW_FIELDS, named=True)[:batch_size])
         if not rows:
             break
         acks = publisher.publish(rows)
-        _mark_sent(acks.acked, using=using)
+        _mark_sent(rows, acks.acked, using=using)
         sent += len(acks.acked)
         failed += len(rows) - len(acks.acked)
         first_error = first_error or acks.first_error

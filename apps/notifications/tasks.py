@@ -117,8 +117,8 @@ def enqueue_drain(*, countdown: float | None = None) -> None:
     drain_outbox_task.apply_async(queue=_queue(), countdown=countdown)
 
 
-@shared_task(bind=True, name=DRAIN_TASK, acks_late=True, reject_on_worker_lost=True,
-             ignore_result=True, max_retries=None)
+@shared_task(bind=True, name=DRAIN_TASK, acks_late=True,  # type: ignore[untyped-decorator]
+             reject_on_worker_lost=True, ignore_result=True, max_retries=None)
 def drain_outbox_task(self: Any) -> dict[str, int]:
     """Drain until the outbox is empty (or a time budget is spent); retry on broker trouble."""
     close_old_connections()
@@ -153,7 +153,8 @@ def drain_outbox_task(self: Any) -> dict[str, int]:
     return {"sent": sent}
 
 
-@shared_task(name=SWEEP_TASK, ignore_result=True, acks_late=True, reject_on_worker_lost=True)
+@shared_task(name=SWEEP_TASK, ignore_result=True, acks_late=True,  # type: ignore[untyped-decorator]
+             reject_on_worker_lost=True)
 def sweep_outbox_task() -> None:
     """Periodic (beat): start a drain whatever happened to the on-commit triggers."""
     enqueue_drain()

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from django.db import connection
 
 from cybermesh.sdk import header_map
@@ -82,9 +82,12 @@ def read_topic(bootstrap: str, topic: str, *, expected: int | None = None,
             for message in consumer.consume(1000, 0.2):
                 if message.error():
                     continue
-                records.append(Record(message.topic(), message.partition(), message.offset(),
-                                      message.key(), message.value(),
-                                      header_map(message.headers())))
+                headers = message.headers() or []
+                records.append(Record(message.topic() or "", message.partition() or 0,
+                                      message.offset() or 0, message.key(),
+                                      message.value() or b"",
+                                      header_map(headers.items() if isinstance(headers, dict)
+                                                 else headers)))
                 last_new = time.monotonic()
             if expected is not None and len(records) >= expected:
                 if time.monotonic() - last_new >= quiet_s:
