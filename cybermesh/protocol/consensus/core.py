@@ -178,6 +178,9 @@ class ConsensusCore:
 
     def handle(self, event: Event) -> list[Action]:
         """Process one event; return the actions to perform, in order."""
+        if type(event) is Tick:  # the runtime's clock, before nearly every event: keep it cheap
+            self.now_ms = max(self.now_ms, event.now_ms)
+            return []
         self._actions = []
         if isinstance(event, MessageReceived):
             self._dispatch(event.sender, event.message, local=False)

@@ -15,10 +15,11 @@ The wire form (tag byte + CBOR body, size caps, strict decoding) lives in :mod:`
 from __future__ import annotations
 
 import enum
-import struct
 from dataclasses import dataclass, field
 
 from cybermesh.protocol.codec import CborValue, encode
+from cybermesh.protocol.consensus import canonical
+from cybermesh.protocol.consensus.canonical import head
 from cybermesh.protocol.crypto.hashing import sha256
 from cybermesh.protocol.validator_set import Validator
 
@@ -26,44 +27,71 @@ ZERO_HASH = b"\x00" * 32
 
 # Statements are signed and verified several times per message, so they are built directly:
 # the same bytes as ``encode([...])`` (RFC 8949 core deterministic: shortest integer heads),
-# without the general encoder's dispatch. Anything outside the fast path (a value that does not
-# fit in 64 bits, a block id that is not 32 bytes) goes through the codec.
-_SMALL_UINTS = tuple(bytes((i,)) for i in range(24))
-_pack_u8 = struct.Struct(">BB").pack
-_pack_u16 = struct.Struct(">BH").pack
-_pack_u32 = struct.Struct(">BI").pack
-_pack_u64 = struct.Struct(">BQ").pack
+# without the general encoder. Anything outside the fast path (a value that does not fit in 64
+# bits, a block id that is not 32 bytes) goes through the codec.
 _UINT64_LIMIT = 1 << 64
 
 
-def _uint(value: int) -> bytes:
-    if value < 24:
-        return _SMALL_UINTS[value]
-    if value < 0x100:
-        return _pack_u8(24, value)
-    if value < 0x10000:
-        return _pack_u16(25, value)
-    if value < 0x100000000:
-        return _pack_u32(26, value)
-    return _pack_u64(27, value)
-
-
-def _fast(*values: int) -> bool:
-    return all(type(value) is int and 0 <= value < _UINT64_LIMIT for value in values)
+def _fast(first: int, second: int, third: int, fourth: int = 0) -> bool:
+    """All are plain ints in 0..2^64-1 (written out: this runs for every statement)."""
+    return (type(first) is int and type(second) is int and type(third) is int
+            and type(fourth) is int and 0 <= first < _UINT64_LIMIT
+            and 0 <= second < _UINT64_LIMIT and 0 <= third < _UINT64_LIMIT
+            and 0 <= fourth < _UINT64_LIMIT)
 
 
 def block_statement(epoch: int, view: int, block_id: bytes, height: int) -> bytes:
     """The bytes a proposer (proposal domain) or a voter (vote domain) signs."""
     if type(block_id) is bytes and len(block_id) == 32 and _fast(epoch, view, height):
-        return b"".join((b"\x84", _uint(epoch), _uint(view), b"\x58\x20", block_id,
-                         _uint(height)))
+        return b"".join((b"\x84", head(0, epoch), head(0, view), b"\x58\x20", block_id,
+                         head(0, height)))
     return encode([epoch, view, block_id, height])
+
+
+def _qc_encoding(qc: QuorumCert) -> bytes:
+    """``canonical.encode(qc.to_cbor())``, built directly for the usual shape."""
+    epoch, view, block_id, height = qc.epoch, qc.view, qc.block_id, qc.height
+    if not (_fast(epoch, view, height) and type(block_id) is bytes):
+        return canonical.encode(qc.to_cbor())
+    parts = [b"\x85", head(0, epoch), head(0, view), head(0x40, len(block_id)), block_id,
+             head(0, height), head(0x80, len(qc.signatures))]
+    try:
+        for signer, signature in qc.signatures:
+            raw = signer.encode("utf-8")
+            if type(signer) is not str or type(signature) is not bytes:
+                return canonical.encode(qc.to_cbor())
+            parts += (b"\x82", head(0x60, len(raw)), raw, head(0x40, len(signature)), signature)
+    except (AttributeError, UnicodeEncodeError):
+        return canonical.encode(qc.to_cbor())
+    return b"".join(parts)
+
+
+def _header_encoding(block: Block, qc_digest: bytes) -> bytes:
+    """``canonical.encode(block.header())``, built directly for the usual shape."""
+    epoch, view, height, timestamp = block.epoch, block.view, block.height, block.timestamp_ms
+    proposer = block.proposer
+    hashes = (block.parent_id, block.tx_root, block.state_root, block.validator_set_hash)
+    if block.next_validators is not None or not _fast(epoch, view, height, timestamp) \
+            or type(proposer) is not str or type(block.payload) is not bytes \
+            or not all(type(value) is bytes for value in hashes):
+        return canonical.encode(block.header())
+    try:
+        raw = proposer.encode("utf-8")
+    except UnicodeEncodeError:
+        return canonical.encode(block.header())
+    parent_id, tx_root, state_root, set_hash = hashes
+    return b"".join((
+        b"\x8c", head(0, epoch), head(0, view), head(0, height),
+        head(0x40, len(parent_id)), parent_id, head(0x60, len(raw)), raw, head(0, timestamp),
+        b"\x58\x20", sha256(block.payload), head(0x40, len(tx_root)), tx_root,
+        head(0x40, len(state_root)), state_root, head(0x40, len(set_hash)), set_hash,
+        b"\x58\x20", qc_digest, b"\xf6"))
 
 
 def timeout_statement(epoch: int, view: int, highest_qc_view: int) -> bytes:
     """The bytes a timeout (timeout domain) or heartbeat (heartbeat domain) signs."""
     if _fast(epoch, view, highest_qc_view):
-        return b"".join((b"\x83", _uint(epoch), _uint(view), _uint(highest_qc_view)))
+        return b"".join((b"\x83", head(0, epoch), head(0, view), head(0, highest_qc_view)))
     return encode([epoch, view, highest_qc_view])
 
 
@@ -89,7 +117,7 @@ class QuorumCert:
                 [[signer, sig] for signer, sig in self.signatures]]
 
     def digest(self) -> bytes:
-        return sha256(encode(self.to_cbor()))
+        return sha256(_qc_encoding(self))
 
     @property
     def signers(self) -> tuple[str, ...]:
@@ -130,7 +158,10 @@ class Block:
     block_id: bytes = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "block_id", sha256(encode(self.header())))
+        # The id hashes the header (payload and QC by their digests); built without the
+        # general encoder: decoding and proposing a block are the hottest paths of the core.
+        object.__setattr__(self, "block_id",
+                           sha256(_header_encoding(self, self.qc.digest())))
 
     def header(self) -> list[CborValue]:
         return [self.epoch, self.view, self.height, self.parent_id, self.proposer,

@@ -25,7 +25,7 @@ from cybermesh.protocol.consensus.messages import (
     timeout_statement,
 )
 from cybermesh.protocol.consensus.signatures import Domains, Verifier, VerifyItem
-from cybermesh.protocol.validator_set import ValidatorSet
+from cybermesh.protocol.validator_set import Validator, ValidatorSet
 
 _R = CertificateErrorReason
 VERIFIED_CACHE_SIZE = 1024
@@ -39,6 +39,26 @@ class EpochState:
     validator_set: ValidatorSet
     root_id: bytes
     root_height: int
+
+
+_THRESHOLDS: dict[int, tuple[ValidatorSet, int, int]] = {}
+
+
+def thresholds(validator_set: ValidatorSet) -> tuple[int, int]:
+    """(quorum power, max faulty power) of ``validator_set``, computed once per set object.
+
+    ``ValidatorSet.quorum`` sums every power on each call; certificates and aggregators ask
+    for every message. Keyed by identity (the set is kept alive in the entry, so an id is
+    never reused while cached).
+    """
+    entry = _THRESHOLDS.get(id(validator_set))
+    if entry is None or entry[0] is not validator_set:
+        math = validator_set.quorum
+        if len(_THRESHOLDS) >= 64:
+            _THRESHOLDS.clear()
+        entry = (validator_set, math.quorum_power, math.max_faulty_power)
+        _THRESHOLDS[id(validator_set)] = entry
+    return entry[1], entry[2]
 
 
 class CertificateVerifier:
@@ -59,17 +79,25 @@ class CertificateVerifier:
             del self._verified[next(iter(self._verified))]
         self._verified[certificate] = None
 
-    def _check_signers(self, signers: tuple[str, ...], epoch: EpochState, what: str) -> None:
-        validator_set = epoch.validator_set
+    def _check_signers(self, signers: tuple[str, ...], epoch: EpochState,
+                       what: str) -> list[Validator]:
+        """The signers' validators, if they are distinct members holding a quorum."""
+        by_id = epoch.validator_set._by_id
+        members = []
+        power = 0
         for signer in signers:
-            if signer not in validator_set:
+            validator = by_id.get(signer)
+            if validator is None:
                 raise CertificateError(_R.UNKNOWN_SIGNER, f"{what}: {signer!r} not in epoch "
                                        f"{epoch.epoch}")
+            members.append(validator)
+            power += validator.power
         if len(set(signers)) != len(signers):
             raise CertificateError(_R.DUPLICATE_SIGNER, f"{what}: a signer appears twice")
-        if not validator_set.has_quorum(signers):
-            raise CertificateError(_R.NO_QUORUM, f"{what}: {validator_set.power_of(signers)} < "
-                                   f"{validator_set.quorum.quorum_power} power")
+        quorum_power, _ = thresholds(epoch.validator_set)
+        if power < quorum_power:
+            raise CertificateError(_R.NO_QUORUM, f"{what}: {power} < {quorum_power} power")
+        return members
 
     def _verify(self, items: list[VerifyItem], what: str) -> None:
         self.signatures_checked += len(items)
@@ -88,12 +116,11 @@ class CertificateVerifier:
             return
         if qc in self._verified:
             return
-        self._check_signers(qc.signers, epoch, "QC")
+        members = self._check_signers(qc.signers, epoch, "QC")
         statement = qc.statement()
-        keys = epoch.validator_set
         vote_domain = self._domains.vote
-        self._verify([(keys._by_id[s].public_key, vote_domain, statement, sig)
-                      for s, sig in qc.signatures], "QC")
+        self._verify([(member.public_key, vote_domain, statement, sig)
+                      for member, (_, sig) in zip(members, qc.signatures, strict=True)], "QC")
         self._remember(qc)
 
     def verify_tc(self, tc: TimeoutCert, epoch: EpochState) -> None:
@@ -102,11 +129,11 @@ class CertificateVerifier:
             raise CertificateError(_R.WRONG_EPOCH, f"TC epoch {tc.epoch} != {epoch.epoch}")
         if tc in self._verified:
             return
-        self._check_signers(tc.signers, epoch, "TC")
-        keys = epoch.validator_set
+        members = self._check_signers(tc.signers, epoch, "TC")
         domain = self._domains.timeout
-        self._verify([(keys._by_id[s].public_key, domain, timeout_statement(tc.epoch, tc.view, qv),
-                       sig) for s, qv, sig in tc.signatures], "TC")
+        self._verify([(member.public_key, domain, timeout_statement(tc.epoch, tc.view, qv), sig)
+                      for member, (_, qv, sig) in zip(members, tc.signatures, strict=True)],
+                     "TC")
         self._remember(tc)
 
     def verify_signed(self, signer: str, domain_kind: str, statement: bytes, signature: bytes,
@@ -125,6 +152,7 @@ class CertificateVerifier:
 class _BlockVotes:
     signatures: dict[str, bytes] = field(default_factory=dict)
     height: int = 0
+    power: int = 0
 
 
 class VoteAggregator:
@@ -155,8 +183,13 @@ class VoteAggregator:
             return None
         entry = self._by_block.setdefault((vote.view, vote.block_id), _BlockVotes())
         entry.height = vote.height
-        entry.signatures.setdefault(vote.voter, vote.signature)
-        if not validator_set.has_quorum(entry.signatures):
+        if vote.voter not in entry.signatures:
+            validator = validator_set.get(vote.voter)
+            if validator is None:
+                return None  # not a member: never counts
+            entry.signatures[vote.voter] = vote.signature
+            entry.power += validator.power
+        if entry.power < thresholds(validator_set)[0]:
             return None
         self._done.add(vote.view)
         return QuorumCert(epoch=vote.epoch, view=vote.view, block_id=vote.block_id,
@@ -181,8 +214,10 @@ class TimeoutAggregator:
         """Add a verified timeout; return (more than f power timed out, new TC or None)."""
         entries = self._by_view.setdefault(timeout.view, {})
         entries.setdefault(timeout.sender, (timeout.high_qc.view, timeout.signature))
-        one_honest = validator_set.has_one_honest(entries)
-        if timeout.view in self._done or not validator_set.has_quorum(entries):
+        power = validator_set.power_of(entries)
+        quorum_power, max_faulty_power = thresholds(validator_set)
+        one_honest = power > max_faulty_power
+        if timeout.view in self._done or power < quorum_power:
             return one_honest, None
         self._done.add(timeout.view)
         tc = TimeoutCert(epoch=timeout.epoch, view=timeout.view,

@@ -15,9 +15,11 @@ persisted, so it can never sign a second, different vote for a view it already v
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from cybermesh.protocol.codec import CodecError, DecodeLimits, decode, encode
+from cybermesh.protocol.codec import CodecError, DecodeLimits, decode
+from cybermesh.protocol.consensus import canonical
 from cybermesh.protocol.consensus.errors import SafetyRuleViolation
 from cybermesh.protocol.consensus.messages import Block, QuorumCert, Timeout, TimeoutCert, Vote
 from cybermesh.protocol.consensus.signatures import Domains, Signer
@@ -56,7 +58,7 @@ class SafetyData:
 
     def to_bytes(self) -> bytes:
         vote = None if self.last_vote is None else self.last_vote.to_cbor()
-        return encode([1, self.epoch, self.last_voted_view, vote, self.highest_qc_view,
+        return canonical.encode([1, self.epoch, self.last_voted_view, vote, self.highest_qc_view,
                        self.highest_timeout_view, self.last_proposed_view])
 
     @classmethod
@@ -106,9 +108,10 @@ class SafetyRules:
             self._data = SafetyData(epoch=epoch)
         return self._data
 
-    def _check(self, rule: Rule, ok: bool, detail: str) -> None:
+    def _check(self, rule: Rule, ok: bool, detail: Callable[[], str]) -> None:
+        # ``detail`` is only formatted for a refusal: checks pass on every vote and timeout.
         if not ok and rule not in self._disabled:
-            raise SafetyRuleViolation(rule, detail)
+            raise SafetyRuleViolation(rule, detail())
 
     def make_vote(self, block: Block, tc: TimeoutCert | None) -> tuple[Vote, SafetyData | None]:
         """Sign a vote for ``block`` (entered through ``tc`` if its QC is not the previous view).
@@ -119,7 +122,7 @@ class SafetyRules:
         """
         data = self._data
         self._check(Rule.EPOCH_MATCHES, block.epoch == data.epoch,
-                    f"block epoch {block.epoch} != {data.epoch}")
+                    lambda: f"block epoch {block.epoch} != {data.epoch}")
         stored = data.last_vote
         if stored is not None and stored.view == block.view and stored.epoch == block.epoch \
                 and stored.block_id == block.block_id:
@@ -127,7 +130,7 @@ class SafetyRules:
         # Voting rule 1: one vote per view, views only go up (also covers 'no vote after a
         # timeout in the same view', because a timeout raises last_voted_view).
         self._check(Rule.VOTE_VIEW_MONOTONIC, block.view > data.last_voted_view,
-                    f"view {block.view} <= last voted view {data.last_voted_view}")
+                    lambda: f"view {block.view} <= last voted view {data.last_voted_view}")
         qc_view = block.qc.view
         extends_previous = block.view == qc_view + 1
         tc_ok = False
@@ -137,14 +140,16 @@ class SafetyRules:
         # Voting rule 2: extend the previous view's QC, or skip a failed view through a TC
         # while extending a QC at least as high as any of the TC's 2f+1 timeouts reported.
         self._check(Rule.VOTE_EXTENDS_QC_OR_TC, extends_previous or tc_ok,
-                    f"view {block.view}: QC view {qc_view}, TC "
+                    lambda: f"view {block.view}: QC view {qc_view}, TC "
                     f"{None if tc is None else (tc.view, tc.highest_qc_view)}")
         vote = Vote(epoch=block.epoch, view=block.view, block_id=block.block_id,
                     height=block.height, voter=self._validator_id,
                     signature=self._signer.sign(self._domains.vote, block.statement()))
-        self._data = replace(data, last_voted_view=max(data.last_voted_view, block.view),
-                             last_vote=vote,
-                             highest_qc_view=max(data.highest_qc_view, qc_view))
+        self._data = SafetyData(epoch=data.epoch,
+                                last_voted_view=max(data.last_voted_view, block.view),
+                                last_vote=vote, highest_qc_view=max(data.highest_qc_view, qc_view),
+                                highest_timeout_view=data.highest_timeout_view,
+                                last_proposed_view=data.last_proposed_view)
         return vote, self._data
 
     def sign_proposal(self, block: Block) -> tuple[bytes, SafetyData]:
@@ -156,9 +161,12 @@ class SafetyRules:
         """
         data = self._data
         self._check(Rule.PROPOSAL_VIEW_MONOTONIC, block.view > data.last_proposed_view,
-                    f"view {block.view} <= last proposed view {data.last_proposed_view}")
+                    lambda: f"view {block.view} <= last proposed view {data.last_proposed_view}")
         signature = self._signer.sign(self._domains.proposal, block.statement())
-        self._data = replace(data, last_proposed_view=max(data.last_proposed_view, block.view))
+        self._data = SafetyData(epoch=data.epoch, last_voted_view=data.last_voted_view,
+                                last_vote=data.last_vote, highest_qc_view=data.highest_qc_view,
+                                highest_timeout_view=data.highest_timeout_view,
+                                last_proposed_view=max(data.last_proposed_view, block.view))
         return signature, self._data
 
     def make_timeout(self, view: int, high_qc: QuorumCert,
@@ -171,15 +179,15 @@ class SafetyRules:
         """
         data = self._data
         self._check(Rule.EPOCH_MATCHES, high_qc.epoch == data.epoch,
-                    f"QC epoch {high_qc.epoch} != {data.epoch}")
+                    lambda: f"QC epoch {high_qc.epoch} != {data.epoch}")
         tc_view = tc.view if tc is not None else 0
         self._check(Rule.TIMEOUT_FOLLOWS_CERTIFICATE,
                     view in (high_qc.view + 1, tc_view + 1),
-                    f"view {view} follows neither QC {high_qc.view} nor TC {tc_view}")
+                    lambda: f"view {view} follows neither QC {high_qc.view} nor TC {tc_view}")
         self._check(Rule.TIMEOUT_QC_AT_LEAST_LOCK, high_qc.view >= data.highest_qc_view,
-                    f"QC view {high_qc.view} below lock {data.highest_qc_view}")
+                    lambda: f"QC view {high_qc.view} below lock {data.highest_qc_view}")
         self._check(Rule.TIMEOUT_NOT_BELOW_LAST_VOTE, view >= data.last_voted_view,
-                    f"view {view} below last voted view {data.last_voted_view}")
+                    lambda: f"view {view} below last voted view {data.last_voted_view}")
         last_voted = data.last_voted_view
         if self.enforces(Rule.TIMEOUT_RAISES_LAST_VOTED_VIEW):
             last_voted = max(last_voted, view)

@@ -9,11 +9,13 @@ else raises :class:`MessageError` with a reason, and nothing else escapes this m
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cybermesh.protocol.codec import CodecError, DecodeLimits, decode, encode
+from cybermesh.protocol.codec import CodecError, DecodeLimits, decode
+from cybermesh.protocol.consensus import canonical
 from cybermesh.protocol.consensus.errors import MessageError, MessageErrorReason
 from cybermesh.protocol.consensus.messages import (
     Block,
@@ -58,19 +60,24 @@ class WireLimits:
     max_sync_blocks: int = 64
 
     def cap(self, kind: MessageKind) -> int:
-        certificate = 128 + MAX_VALIDATORS * (MAX_ID_CHARS + 80)
-        block = self.max_payload_bytes + 2 * certificate + MAX_VALIDATORS * 400
-        caps = {
-            MessageKind.PROPOSAL: block + certificate,
-            MessageKind.VOTE: 512,
-            MessageKind.TIMEOUT: 2 * certificate + 512,
-            MessageKind.TIMEOUT_CERT: certificate + 512,
-            MessageKind.HEARTBEAT: 512,
-            MessageKind.EVIDENCE: 1024,
-            MessageKind.SYNC_REQUEST: 256,
-            MessageKind.SYNC_RESPONSE: self.max_sync_blocks * block + certificate,
-        }
-        return caps[kind]
+        return _caps(self)[kind]
+
+
+@functools.lru_cache(maxsize=16)
+def _caps(limits: WireLimits) -> dict[MessageKind, int]:
+    """The byte cap of every kind under ``limits`` (computed once per limits value)."""
+    certificate = 128 + MAX_VALIDATORS * (MAX_ID_CHARS + 80)
+    block = limits.max_payload_bytes + 2 * certificate + MAX_VALIDATORS * 400
+    return {
+        MessageKind.PROPOSAL: block + certificate,
+        MessageKind.VOTE: 512,
+        MessageKind.TIMEOUT: 2 * certificate + 512,
+        MessageKind.TIMEOUT_CERT: certificate + 512,
+        MessageKind.HEARTBEAT: 512,
+        MessageKind.EVIDENCE: 1024,
+        MessageKind.SYNC_REQUEST: 256,
+        MessageKind.SYNC_RESPONSE: limits.max_sync_blocks * block + certificate,
+    }
 
 
 DEFAULT_WIRE_LIMITS = WireLimits()
@@ -85,7 +92,7 @@ _KIND_OF: dict[type, MessageKind] = {
 
 def encode_message(message: Message) -> bytes:
     """Tag byte + canonical CBOR body."""
-    return bytes((_KIND_OF[type(message)],)) + encode(message.to_cbor())
+    return bytes((_KIND_OF[type(message)],)) + canonical.encode(message.to_cbor())
 
 
 def decode_message(data: bytes, limits: WireLimits = DEFAULT_WIRE_LIMITS) -> Message:

@@ -179,7 +179,7 @@ def ledger_behind_safety_data(sim: ScriptedSimulation) -> None:
     genesis = genesis_qc(0, sim.genesis.block_id, 0)
     sim.deliver(h1, coalition.propose(1, genesis))
     sim.note(f"epoch 0 view 1: h1 voted {len(sim.take(Vote))} time(s)")
-    h1.persisted = SafetyData(epoch=1).to_bytes()  # what start_epoch(1) persisted
+    h1.persisted = SafetyData(epoch=1)  # what start_epoch(1) persisted
     sim.restart(h1)
     sim.deliver(h1, coalition.propose(1, genesis, tag=b"other"))
     sim.note(f"after the restore: h1 voted {len(sim.take(Vote))} time(s) in epoch 0 view 1")

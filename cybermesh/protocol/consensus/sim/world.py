@@ -116,10 +116,13 @@ class Instance:
     signer: Signer
     ledger: NodeLedger
     core: ConsensusCore
-    persisted: bytes | None = None
+    # The last PersistSafetyData (immutable). Serialised only at a restart, which reloads it
+    # through to_bytes/from_bytes exactly as the runtime's store would.
+    persisted: SafetyData | None = None
     crashed: bool = False
     crash_pending: bool = False
     seen_qcs: list[QuorumCert] = field(default_factory=list)
+    timer_id: int = 0  # the latest ScheduleTimer of the current core
 
     @property
     def honest(self) -> bool:
@@ -172,7 +175,8 @@ class Simulation:
     def __init__(self, config: SimConfig, seed: int, *,
                  signer_factory: Callable[[str, bytes, Callable[..., None]], Signer] | None = None,
                  verifier: Verifier | None = None,
-                 public_key_of: Callable[[bytes], bytes] = sim_public_key) -> None:
+                 public_key_of: Callable[[bytes], bytes] = sim_public_key,
+                 checker_verifier: Verifier | None = None) -> None:
         self.config = config
         self.seed = seed
         self.rng = SimRng(seed)
@@ -196,7 +200,7 @@ class Simulation:
         fault_of = dict(zip(faulty[config.twins:], config.faults, strict=False))
         self.honest = frozenset(vid for vid in ids if vid not in twinned and vid not in fault_of)
         self.checker = InvariantChecker(honest=self.honest, genesis_epoch=self.epoch0,
-                                        verifier=self.verifier,
+                                        verifier=checker_verifier or self.verifier,
                                         domains=Domains.for_chain(CHAIN_ID))
         self._signer_factory = signer_factory or SimSigner
         self.instances: list[Instance] = []
@@ -336,8 +340,9 @@ class Simulation:
             for index in self.by_id.get(action.to, ()):
                 self._transmit(inst, self.instances[index], action.data)
         elif isinstance(action, PersistSafetyData):
-            inst.persisted = action.data.to_bytes()
+            inst.persisted = action.data
         elif isinstance(action, ScheduleTimer):
+            inst.timer_id = action.timer_id
             self._push(self.now + action.duration_ms, _TIMER, inst.index,
                        TimerFired(action.epoch, action.view, action.timer_id))
         elif isinstance(action, RequestPayload):
@@ -403,7 +408,8 @@ class Simulation:
             ledger.tip_qc = None
             if inst.honest:
                 self.checker.on_epoch(ledger.epoch)
-        safety = None if inst.persisted is None else SafetyData.from_bytes(inst.persisted)
+        safety = (None if inst.persisted is None
+                  else SafetyData.from_bytes(inst.persisted.to_bytes()))
         inst.core = self._make_core(inst.signer, inst.validator_id, ledger, safety, inst.honest)
 
     def _restart(self, inst: Instance) -> None:
@@ -440,7 +446,12 @@ class Simulation:
                 inst.seen_qcs.append(message.block.qc)
                 del inst.seen_qcs[:-16]
             self._deliver(inst, MessageReceived(sender, message))
-        elif kind in (_TIMER, _PAYLOAD):
+        elif kind == _TIMER:
+            # The core ignores every timer but the latest it scheduled (its timer ids are the
+            # ones in the ScheduleTimer actions), so stale ones need not be delivered at all.
+            if payload.timer_id == inst.timer_id:  # type: ignore[attr-defined]
+                self._deliver(inst, payload)  # type: ignore[arg-type]
+        elif kind == _PAYLOAD:
             self._deliver(inst, payload)  # type: ignore[arg-type]
         elif kind == _LATER:
             for action in payload:  # type: ignore[attr-defined]
