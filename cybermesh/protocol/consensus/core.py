@@ -161,6 +161,7 @@ class ConsensusCore:
         self._seen_proposals: dict[tuple[int, str], SignedStatement] = {}
         self._pending_commit: QuorumCert | None = None
         self._sync_asked: dict[bytes, int] = {}
+        self.sync_outstanding = sync.OutstandingRequests()
         self._timer_id = 0
         self._idle = False
         self._heartbeats = 0
@@ -270,6 +271,7 @@ class ConsensusCore:
         if len(self._sync_asked) > 256:
             self._sync_asked.clear()
         self._sync_asked[block_id] = self.view
+        self.sync_outstanding.add(to, block_id)
         self.stats.sync_requests += 1
         self._actions.append(Send(to, SyncRequest(self.epoch.epoch, self.committed.height,
                                                   block_id)))
