@@ -115,7 +115,10 @@ def test_bad_events_land_in_the_dlq_with_their_reason_and_valid_neighbours_are_a
                 sdk.publish_raw(good.value, topic_name=topic, key=good.key)
                 valid.add(good.transaction.tx_id)
             event = traffic.bad(bad_kind, now_ms)
-            sdk.publish_raw(event.value, topic_name=topic, key=event.key,
+            # A replay reuses the nonce of the event just before it: on that event's partition,
+            # so the original is certainly seen first (across partitions either could be).
+            key = good.key if bad_kind is BadKind.REPLAYED else event.key
+            sdk.publish_raw(event.value, topic_name=topic, key=key,
                             headers=[("trace-id", b"t-" + bad_kind.value.encode()),
                                      ("dlq-reason", b"spoofed-by-producer")])
             bad[bad_kind] = event.value
@@ -158,9 +161,10 @@ def test_a_redelivered_event_is_a_duplicate_not_a_dead_letter(
     assert mempool_ids() == {transaction.tx_id}
 
 
-def _event(index: int, *, severity: int = 5) -> SecurityEvent:
+def _event(index: int, *, severity: int = 5, offender: int | None = None) -> SecurityEvent:
     now_ms = time.time_ns() // 1_000_000
-    return SecurityEvent(source="ids", offender=Entity.of(EntityKind.IP, f"10.1.{index % 250}.7"),
+    host = index % 250 if offender is None else offender
+    return SecurityEvent(source="ids", offender=Entity.of(EntityKind.IP, f"10.1.{host}.7"),
                          category=Category.SCAN, severity=severity, confidence_bps=9000,
                          observed_at_ms=now_ms - 5000, detector="rules/v1",
                          payload_ref=f"{index:064x}")
@@ -209,8 +213,10 @@ def test_a_full_mempool_pauses_consumption_and_resumes_without_losing_events(
     published: list[Transaction] = []
     with producers["a"].sdk(kafka_broker.bootstrap_servers) as sdk:
         for index in range(50):
-            # Same weight, later creation = lower priority: nobody evicts anybody.
-            published.append(sdk.publish(_event(index), created_at_ms=base_ms + index))
+            # Same weight, later creation = lower priority, one offender = one partition, so
+            # they are consumed in priority order: nobody evicts anybody.
+            published.append(sdk.publish(_event(index, offender=1),
+                                         created_at_ms=base_ms + index))
     worker = build_worker(batch_size=50)
     run_until(worker, lambda w: w.stats.pauses >= 1)
     assert len(mempool_ids()) == 20
