@@ -133,6 +133,9 @@ INSTALLED_APPS = [
     "apps.mempool",
     "apps.node",
     "apps.governance",
+    "apps.ingest",
+    "apps.notifications",
+    "apps.console",
     "apps.api",
 ]
 
