@@ -36,9 +36,9 @@ import psycopg
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/cybermesh"
 INGEST_TARGET_RATIO = 0.70
 DRAIN_TARGET_PER_SECOND = 5_000.0
-EVENTS = 4000
+EVENTS = 3000
 BATCH = 500
-OUTBOX_ROWS = 20_000
+OUTBOX_ROWS = 10_000
 CHAIN = "cybermesh-bench"
 
 
