@@ -155,6 +155,8 @@ class CaseStatusChange(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="status_changes")
+    position = models.PositiveIntegerField(help_text="1, 2, ... per case (two changes can "
+                                           "share a timestamp)")
     from_status = models.CharField(max_length=16, choices=CaseStatus.choices)
     to_status = models.CharField(max_length=16, choices=CaseStatus.choices)
     closure_reason = models.CharField(max_length=16, choices=ClosureReason.choices,
@@ -166,8 +168,9 @@ class CaseStatusChange(models.Model):
     at = models.DateTimeField()
 
     class Meta:
-        ordering = ["at", "id"]
-        indexes = [models.Index(fields=["case", "at"], name="console_status_case_idx")]
+        ordering = ["case", "position"]
+        constraints = [models.UniqueConstraint(fields=["case", "position"],
+                                               name="console_status_position")]
 
     def __str__(self) -> str:
         return f"{self.from_status} -> {self.to_status} by {self.actor_name}"

@@ -82,8 +82,9 @@ def _transition(case: Case, to_status: str, *, user: Any, now: datetime,
     if to_status not in TRANSITIONS[case.status]:
         raise ConsoleError(ConsoleProblem.BAD_TRANSITION,
                            f"{case.reference} is {case.status}; it cannot become {to_status}")
+    position = CaseStatusChange.objects.filter(case=case).count() + 1  # the case is locked
     CaseStatusChange.objects.create(
-        case=case, from_status=case.status, to_status=to_status,
+        case=case, position=position, from_status=case.status, to_status=to_status,
         closure_reason=closure_reason, actor=user,
         actor_name=user.get_username() if user is not None else "system",
         comment=comment[:MAX_COMMENT_CHARS], at=now)
