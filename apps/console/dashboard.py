@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from apps.console.choices import OPEN_STATUSES, Severity, severity_for_score
 from apps.console.config import console_config
+from apps.console.live import blocks_after
 from apps.console.models import Case, IndexedEvent
 from apps.console.projection import sync_lag
 from apps.console.queries import sla_state
@@ -39,25 +40,6 @@ TOP_OFFENDERS = 10
 MAX_OPEN_CASES = 5000
 DLQ_CACHE_SECONDS = 30
 SEVERITY_ORDER = [Severity.LOW, Severity.MEDIUM, Severity.HIGH, Severity.CRITICAL]
-
-
-def block_summary(row: Block) -> dict[str, Any]:
-    """What the live feed shows of a block."""
-    return {"height": row.height, "hash": bytes(row.block_hash).hex(),
-            "proposer": row.proposer_id, "tx_count": row.tx_count, "view": row.view,
-            "epoch": row.epoch, "time": ms_to_datetime(row.timestamp_ms).isoformat()}
-
-
-def blocks_after(height: int | None, *, limit: int = 50) -> list[dict[str, Any]]:
-    """Blocks above ``height`` (oldest first, at most ``limit``; None: the latest ``limit``)."""
-    fields = ("height", "block_hash", "proposer_id", "tx_count", "view", "epoch",
-              "timestamp_ms")
-    if height is None:
-        rows = list(Block.objects.order_by("-height").only(*fields)[:limit])[::-1]
-    else:
-        rows = list(Block.objects.filter(height__gt=height).order_by("height")
-                    .only(*fields)[:limit])
-    return [block_summary(row) for row in rows]
 
 
 def latest_height() -> int | None:
@@ -194,6 +176,8 @@ def dashboard_data(*, now: datetime | None = None, include_dlq: bool = True) -> 
     """Everything the dashboard charts, as JSON-ready values."""
     moment = now or timezone.now()
     end = _window_end()
+    dlq = dlq_depth() if include_dlq else {"available": False, "reason": "not asked",
+                                           "topics": {}}
     empty_events = {"labels": [], "by_severity": {}, "by_category": {}, "total": 0}
     return {
         "generated_at": moment.isoformat(),
@@ -204,7 +188,7 @@ def dashboard_data(*, now: datetime | None = None, include_dlq: bool = True) -> 
         "top_offenders": top_offenders(end) if end else [],
         "open_cases": open_cases_by_sla(moment),
         "mempool": mempool_depth(),
-        "dlq": dlq_depth() if include_dlq else {"available": False, "reason": "not asked",
-                                                "topics": {}},
+        "dlq": dlq,
+        "dlq_total": sum(dlq["topics"].values()),
         "recent_blocks": blocks_after(None, limit=10)[::-1],
     }

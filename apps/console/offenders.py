@@ -35,6 +35,7 @@ from cybermesh.protocol.executor.records import (
 )
 from cybermesh.protocol.executor.reputation import reputation_at
 
+SUBJECT_KINDS = ("ip", "cidr", "host", "account", "other", "validator")
 MAX_HISTORY = 200
 MAX_RELATED = 100
 SAMPLES_BETWEEN_CHANGES = 4
