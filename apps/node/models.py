@@ -25,6 +25,29 @@ class SafetyRecord(models.Model):
         return f"{self.node_id}: epoch {self.epoch}, last voted view {self.last_voted_view}"
 
 
+class ConsensusRecovery(models.Model):
+    """The highest QC this node knows and the uncommitted blocks up to it (liveness data).
+
+    Certified but uncommitted blocks live only in the worker's memory. If every validator
+    restarts at once they would be gone everywhere while the locks in the safety records still
+    point at them: no node could vote below its lock or time out with a lower QC, and the chain
+    would stop for good. So the worker writes this row whenever its highest QC rises, before
+    anything of that step is sent, and feeds it back to the core on start.
+    """
+
+    node_id = models.CharField(max_length=64, primary_key=True)
+    epoch = models.BigIntegerField()
+    qc_view = models.BigIntegerField()
+    data = models.BinaryField(help_text="Wire encoding of a SyncResponse (blocks + their QC)")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "consensus recovery record"
+
+    def __str__(self) -> str:
+        return f"{self.node_id}: epoch {self.epoch}, highest QC view {self.qc_view}"
+
+
 class NodeStatus(models.Model):
     node_id = models.CharField(max_length=64, primary_key=True)
     node_type = models.CharField(max_length=16)

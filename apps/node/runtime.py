@@ -36,8 +36,8 @@ from django.db import close_old_connections
 from prometheus_client import Counter, Gauge
 
 from apps.audit.services import record_audit
-from apps.ledger.models import Block as BlockRow
 from apps.ledger.rows import load_block
+from apps.node import ledger_sync
 from apps.node.application import Application
 from apps.node.bootstrap import load_or_create_tip
 from apps.node.models import NodeStatus
@@ -46,15 +46,16 @@ from apps.node.p2p.framing import Topic
 from apps.node.p2p.peers import NodeIdentity
 from apps.node.p2p.transport import PeerNetwork
 from apps.node.safety_store import (
+    load_recovery,
     load_safety_data,
     needs_double_sign_guard,
+    persist_recovery,
     persist_safety_data,
 )
 from cybermesh.db import run_serializable
 from cybermesh.protocol.block_builder import BlockLimits
-from cybermesh.protocol.codec import CodecError, DecodeLimits, decode, encode
 from cybermesh.protocol.consensus.core import ConsensusCore, CoreConfig
-from cybermesh.protocol.consensus.errors import CertificateError, MessageError
+from cybermesh.protocol.consensus.errors import MessageError
 from cybermesh.protocol.consensus.events import (
     Action,
     Broadcast,
@@ -92,8 +93,6 @@ from cybermesh.protocol.consensus.wire import (
     DEFAULT_WIRE_LIMITS,
     decode_message,
     encode_message,
-    parse_block,
-    parse_qc,
 )
 from cybermesh.protocol.crypto.signing import SigningKey
 from cybermesh.protocol.executor.params import ExecutorParameters
@@ -112,11 +111,6 @@ LEDGER_SYNC_BLOCKS = Counter("cybermesh_ledger_sync_blocks",
                              "Committed blocks fetched from peers and committed here.",
                              ["node_id"])
 
-# Ledger sync frames share the block-sync topic with consensus sync, under their own tags
-# (consensus message tags are small integers; these can never collide with one).
-LEDGER_SYNC_REQUEST = 0xF0
-LEDGER_SYNC_RESPONSE = 0xF1
-LEDGER_SYNC_BATCH = 64
 LEDGER_SYNC_TIMEOUT_S = 3.0
 # Behind by more than this many blocks: catch up through the ledger, not through consensus.
 CATCHUP_LAG = 16
@@ -143,6 +137,12 @@ class RuntimeConfig:
     network: Any  # apps.node.p2p.config.NetworkConfig
     status_interval_s: float = 1.0
     executor_parameters: ExecutorParameters = field(default_factory=ExecutorParameters)
+    # Test hook (NODE_VOTE_JOURNAL): append every verified vote this node receives as
+    # "<voter> <epoch> <view> <block id hex>", so a test can prove from the receivers' side
+    # that no validator ever signed two votes for one view, even across kill -9.
+    vote_journal: str | None = None
+    # Behind by more than this many blocks: catch up through the ledger, not consensus sync.
+    catchup_lag: int = CATCHUP_LAG
 
 
 @dataclass(slots=True)
@@ -172,6 +172,9 @@ class NodeRuntime:
         self._sync_outstanding_until = 0.0
         self._seen_qc_height = 0
         self._guard_views: int | None = None  # set while the double-sign guard holds
+        self._recorded_qc: tuple[int, int] = (0, 0)  # (epoch, view) of the stored recovery QC
+        self._vote_journal = (open(config.vote_journal, "a")  # noqa: SIM115 -- lives with us
+                              if config.vote_journal else None)
         self.network: PeerNetwork | None = None
         self.core: ConsensusCore | None = None
         self.app: Application | None = None
@@ -211,8 +214,36 @@ class NodeRuntime:
             chain_id=self.config.genesis.chain_id, node_id=self.node_id, limits=self._limits,
             executor=tip.executor, committed=tip.block, committed_root=tip.state_root,
             lookup=self.core.tree.get)
+        actions: list[Action] = []
+        recovered = load_recovery(node_id=self.node_id, epoch=tip.epoch.epoch)
+        self._recorded_qc = (tip.epoch.epoch, self.core.highest_qc.view)
+        if recovered is not None and recovered.qc is not None \
+                and recovered.qc.height > tip.block.height:
+            # The chain this node had certified before it stopped (see ConsensusRecovery);
+            # the core verifies it like any sync response.
+            actions += self.core.handle(MessageReceived(self.node_id, recovered))
+            self.log.info("recovered uncommitted chain", qc_view=recovered.qc.view,
+                          blocks=len(recovered.blocks))
         self._guard_start_view = self.core.highest_qc.view
-        return self.core.handle(Start())
+        actions += self.core.handle(Start())
+        return actions + self._fetch_highest_certified()
+
+    def _fetch_highest_certified(self) -> list[Action]:
+        """Ask every peer for the block our highest QC certifies if we do not hold it.
+
+        After a restart or a ledger catch-up the core knows a QC (recovered, or from the
+        ledger) whose block was only in memory. The core asks for missing blocks only when a
+        peer's message names them; until then this node could neither vote on children of that
+        block nor propose. Replies are self-authenticating and exempt from flood limits.
+        """
+        assert self.core is not None  # noqa: S101
+        core = self.core
+        qc = core.highest_qc
+        if qc.height <= core.committed.height or core.tree.get(qc.block_id) is not None:
+            return []
+        request = SyncRequest(core.epoch.epoch, core.committed.height, qc.block_id)
+        return [Send(peer, request) for peer in core.epoch.validator_set.ids
+                if peer != self.node_id]
 
     def _payload_check(self, block: Block) -> bool:
         assert self.app is not None  # noqa: S101 -- built before the core is fed
@@ -225,8 +256,12 @@ class NodeRuntime:
         core = self.core
         view_before, dropped_before = core.view, core.stats.dropped
         actions = core.handle(Tick(now_ms()))
+        if self._vote_journal is not None and isinstance(event, MessageReceived) \
+                and isinstance(event.message, Vote):
+            self._journal_vote(event.message)
         actions += core.handle(event)
         out = self._perform(actions)
+        self._record_recovery()
         self.log.debug("step", kind=type(event).__name__,
                        message=type(getattr(event, "message", None)).__name__,
                        sender=getattr(event, "sender", ""), view=core.view,
@@ -239,8 +274,31 @@ class NodeRuntime:
             self._note_progress(event, out)
         if core.view > view_before and core.highest_qc.view < core.view - 1:
             VIEW_CHANGES.labels(self.node_id).inc()
+            self.log.info("view change", view=core.view, highest_qc_view=core.highest_qc.view,
+                          leader=core.leaders.leader(core.view),
+                          timeout_ms=core.pacemaker.timeout_ms)
         self._release_guard()
         return out
+
+    def _journal_vote(self, vote: Vote) -> None:
+        assert self.core is not None and self._vote_journal is not None  # noqa: S101
+        if self.core.certificates.verify_signed(vote.voter, "vote", vote.statement(),
+                                                vote.signature, self.core.epoch):
+            self._vote_journal.write(f"{vote.voter} {vote.epoch} {vote.view} "
+                                     f"{vote.block_id.hex()}\n")
+            self._vote_journal.flush()
+
+    def _record_recovery(self) -> None:
+        """Persist a higher QC with its uncommitted chain before this step's sends leave."""
+        assert self.core is not None  # noqa: S101
+        core = self.core
+        qc = core.highest_qc
+        if (qc.epoch, qc.view) <= self._recorded_qc or qc.height <= core.committed.height:
+            return
+        chain = core.tree.serve(qc.block_id, core.committed.height, core.config.max_sync_blocks)
+        persist_recovery(node_id=self.node_id,
+                         response=SyncResponse(core.epoch.epoch, tuple(chain), qc))
+        self._recorded_qc = (qc.epoch, qc.view)
 
     def _note_progress(self, event: MessageReceived, out: Outbound) -> None:
         message = event.message
@@ -251,7 +309,7 @@ class NodeRuntime:
             return
         self._seen_qc_height = max(self._seen_qc_height, qc.height)
         assert self.core is not None  # noqa: S101
-        if qc.height > self.core.committed.height + CATCHUP_LAG:
+        if qc.height > self.core.committed.height + self.config.catchup_lag:
             out.ledger_sync_from = (event.sender, self.core.committed.height + 1)
 
     def _release_guard(self) -> None:
@@ -280,7 +338,7 @@ class NodeRuntime:
             elif isinstance(action, ScheduleTimer):
                 out.timer = action
             elif isinstance(action, RequestPayload):
-                pending.extend(self.core.handle(self._payload_for(action)))
+                pending.extend(self._propose(action))
             elif isinstance(action, ReportEvidence):
                 self._report_evidence(action)
             elif isinstance(action, EnterEpoch):
@@ -296,13 +354,22 @@ class NodeRuntime:
     def _guarded(self, message: Message) -> bool:
         return self._guard_views is not None and isinstance(message, _SIGNED_BY_US)
 
-    def _payload_for(self, request: RequestPayload) -> PayloadReady:
+    def _propose(self, request: RequestPayload) -> list[Action]:
+        assert self.core is not None  # noqa: S101
+        ready = self._payload_for(request)
+        return [] if ready is None else self.core.handle(ready)
+
+    def _payload_for(self, request: RequestPayload) -> PayloadReady | None:
         assert self.app is not None and self.core is not None  # noqa: S101
         content = self.app.build(parent_id=request.parent_id, height=request.height,
                                  now_ms=self.core.now_ms)
         if content is None:
-            return PayloadReady(request.epoch, request.view, None, b"\x00" * 32,
-                                b"\x00" * 32)
+            # The parent (or one of its ancestors) is not here yet, so its state root is
+            # unknown and no valid proposal can be made: let the view time out rather than
+            # propose a block every replica must refuse. The core is already fetching it.
+            self.log.warning("cannot propose: parent not executable here",
+                             view=request.view, height=request.height)
+            return None
         return PayloadReady(request.epoch, request.view, content.payload, content.tx_root,
                             content.state_root, content.next_validators)
 
@@ -325,69 +392,68 @@ class NodeRuntime:
     # ------------------------------------------------------------------ ledger sync
 
     def serve_ledger_sync(self, payload: bytes) -> bytes | None:
-        """Committed blocks with commit QCs for a peer that is behind (consensus thread)."""
-        try:
-            request = decode(payload[1:], DecodeLimits(max_bytes=64, max_depth=2, max_items=4))
-        except CodecError:
-            return None
-        if not (isinstance(request, list) and len(request) == 2
-                and all(type(v) is int and v >= 0 for v in request)):
+        """Committed blocks and the proof they committed, for a peer that is behind
+        (consensus thread; see apps/node/ledger_sync.py)."""
+        request = ledger_sync.parse_request(payload)
+        if request is None or self.core is None:
             return None
         first, count = request
-        count = min(count, LEDGER_SYNC_BATCH)
-        close_old_connections()
-        heights = list(BlockRow.objects.filter(height__gte=first, height__lt=first + count)
-                       .order_by("height").values_list("height", flat=True))
-        items = []
-        for height in heights:
-            loaded = load_block(height)
-            if loaded is None:
-                break
-            block, qc = loaded
-            items.append([block.to_cbor(), qc.to_cbor()])
-        if not items:
+        core = self.core
+        tip = core.committed
+        if count == 0 or first > tip.height:
             return None
-        return bytes((LEDGER_SYNC_RESPONSE,)) + encode(items)
+        close_old_connections()
+        budget = self.config.network.max_message_size - ledger_sync.FRAME_OVERHEAD
+        blocks, qc = ledger_sync.choose_committed(load_block, first,
+                                                  min(first + count - 1, tip.height), budget)
+        if not blocks or qc is None:
+            return None
+        last = blocks[-1]
+        if last.next_validators is not None:
+            proof = core.epoch_end_proofs.get(last.epoch)
+            above = [] if proof is None or proof.qc is None else \
+                [block for block in proof.blocks if block.height > last.height]
+            if above and above[0].parent_id == last.block_id and proof is not None \
+                    and proof.qc is not None and proof.qc.block_id == above[-1].block_id:
+                blocks, qc = blocks + above, proof.qc
+        elif last.block_id == tip.block_id:
+            # Our own tip's 2-chain proof: the certified chain above it and our highest QC.
+            highest = core.highest_qc
+            size = sum(ledger_sync.block_size(block) for block in blocks)
+            above = core.tree.serve(highest.block_id, tip.height,
+                                    core.config.max_sync_blocks - len(blocks))
+            if above and above[0].parent_id == tip.block_id \
+                    and above[-1].block_id == highest.block_id \
+                    and size + sum(map(ledger_sync.block_size, above)) <= budget:
+                blocks, qc = blocks + above, highest
+        return ledger_sync.encode_response(SyncResponse(blocks[0].epoch, tuple(blocks), qc))
 
     def absorb_ledger_sync(self, sender: str, payload: bytes) -> tuple[Outbound, bool]:
-        """Verify and commit blocks a peer served; return the new core's actions."""
+        """Commit what a peer's response proves committed; return the rebuilt core's actions."""
         assert self.core is not None and self.app is not None  # noqa: S101
+        core = self.core
         out = Outbound()
         try:
-            items = decode(payload[1:], DecodeLimits(max_bytes=len(payload), max_depth=10,
-                                                     max_items=1 + len(payload) // 2))
-            pairs = [(parse_block(b, DEFAULT_WIRE_LIMITS), parse_qc(q)) for b, q in items]
-        except (CodecError, MessageError, TypeError, ValueError):
+            response = ledger_sync.parse_response(payload, DEFAULT_WIRE_LIMITS)
+            chosen = ledger_sync.provably_committed(
+                self.app.committed, response, epoch=core.epoch.epoch,
+                verify_qc=lambda qc: core.certificates.verify_qc(qc, core.epoch))
+        except ledger_sync.LedgerSyncError as error:
+            self.log.warning("refused ledger sync response", peer=sender, error=str(error))
             out.penalize.append((sender, PenaltyReason.BAD_BLOCK))
             return out, False
-        committed = 0
-        for block, qc in pairs:
-            tip = self.app.committed
-            if block.height <= tip.height:
-                continue
-            links = (block.height == tip.height + 1 and block.parent_id == tip.block_id
-                     and qc.block_id == block.block_id and block.epoch == self.core.epoch.epoch)
-            try:
-                if links:
-                    self.core.certificates.verify_qc(qc, self.core.epoch)
-            except CertificateError:
-                links = False
-            if not links:
-                out.penalize.append((sender, PenaltyReason.BAD_BLOCK))
-                break
+        for block, qc in chosen:
             self.app.commit(CommitBlocks(blocks=(CommittedBlock(block, qc),), proof_block=block,
                                          proof_qc=qc))
-            committed += 1
-            if block.next_validators is not None:
-                break  # the epoch ends here: the rebuilt core takes it from there
-        if committed:
-            LEDGER_SYNC_BLOCKS.labels(self.node_id).inc(committed)
-            self.log.info("caught up through the ledger", blocks=committed,
-                          height=self.app.committed.height)
-            rebuilt = self._perform(self._build_core())
-            rebuilt.penalize.extend(out.penalize)
-            return rebuilt, True
-        return out, False
+        if not chosen:
+            return out, False
+        LEDGER_SYNC_BLOCKS.labels(self.node_id).inc(len(chosen))
+        self.log.info("caught up through the ledger", blocks=len(chosen),
+                      height=self.app.committed.height)
+        rebuilt = self._perform(self._build_core())
+        if self._seen_qc_height > self.app.committed.height + self.config.catchup_lag:
+            rebuilt.ledger_sync_from = (sender, self.app.committed.height + 1)
+        return rebuilt, True
 
     # ------------------------------------------------------------------ status
 
@@ -413,12 +479,12 @@ class NodeRuntime:
 
     async def _on_message(self, peer: str, topic: Topic, payload: bytes) -> None:
         loop = asyncio.get_running_loop()
-        if topic is Topic.BLOCKSYNC and payload[:1] == bytes((LEDGER_SYNC_REQUEST,)):
+        if topic is Topic.BLOCKSYNC and payload[:1] == bytes((ledger_sync.LEDGER_SYNC_REQUEST,)):
             reply = await loop.run_in_executor(self._pool, self.serve_ledger_sync, payload)
             if reply is not None and self.network is not None:
                 await self.network.send(peer, Topic.BLOCKSYNC, reply)
             return
-        if topic is Topic.BLOCKSYNC and payload[:1] == bytes((LEDGER_SYNC_RESPONSE,)):
+        if topic is Topic.BLOCKSYNC and payload[:1] == bytes((ledger_sync.LEDGER_SYNC_RESPONSE,)):
             out, _ = await loop.run_in_executor(self._pool, self.absorb_ledger_sync, peer,
                                                 payload)
             self._sync_outstanding_until = 0.0
@@ -453,7 +519,7 @@ class NodeRuntime:
         if out.ledger_sync_from is not None and time.monotonic() > self._sync_outstanding_until:
             peer, first = out.ledger_sync_from
             self._sync_outstanding_until = time.monotonic() + LEDGER_SYNC_TIMEOUT_S
-            request = bytes((LEDGER_SYNC_REQUEST,)) + encode([first, LEDGER_SYNC_BATCH])
+            request = ledger_sync.encode_request(first, ledger_sync.MAX_BATCH)
             await network.send(peer, Topic.BLOCKSYNC, request, expect_reply=True)
 
     def _schedule(self, timer: ScheduleTimer) -> None:

@@ -11,9 +11,12 @@ not vote until it has watched the network move past any view it could have voted
 
 from __future__ import annotations
 
-from apps.node.models import SafetyRecord
+from apps.node.models import ConsensusRecovery, SafetyRecord
 from cybermesh.db import serializable_transaction
+from cybermesh.protocol.consensus.errors import MessageError
+from cybermesh.protocol.consensus.messages import SyncResponse
 from cybermesh.protocol.consensus.safety import SafetyData
+from cybermesh.protocol.consensus.wire import decode_message, encode_message
 
 
 @serializable_transaction
@@ -42,3 +45,24 @@ def load_safety_data(*, node_id: str) -> SafetyData | None:
 def needs_double_sign_guard(*, has_ledger: bool, safety: SafetyData | None) -> bool:
     """True when the node has history but lost its safety data: it must watch before voting."""
     return has_ledger and safety is None
+
+
+@serializable_transaction
+def persist_recovery(*, node_id: str, response: SyncResponse) -> None:
+    """Store the highest QC and the uncommitted chain up to it (see ConsensusRecovery)."""
+    assert response.qc is not None  # noqa: S101 -- the record is about a QC
+    ConsensusRecovery.objects.update_or_create(
+        node_id=node_id, defaults={"epoch": response.epoch, "qc_view": response.qc.view,
+                                   "data": encode_message(response)})
+
+
+def load_recovery(*, node_id: str, epoch: int) -> SyncResponse | None:
+    """The stored recovery chain for ``epoch``; None if absent, of another epoch, or corrupt."""
+    record = ConsensusRecovery.objects.filter(node_id=node_id, epoch=epoch).first()
+    if record is None:
+        return None
+    try:
+        message = decode_message(bytes(record.data))
+    except MessageError:
+        return None  # liveness data only: a damaged row costs a sync from peers, nothing more
+    return message if isinstance(message, SyncResponse) and message.qc is not None else None

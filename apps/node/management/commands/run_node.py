@@ -29,7 +29,7 @@ from django.core.management.base import BaseCommand, CommandError
 from apps.node.p2p.config import NetworkConfig
 from apps.node.p2p.errors import P2PConfigError
 from apps.node.p2p.tls import genesis_certificates
-from apps.node.runtime import NodeRuntime, RuntimeConfig
+from apps.node.runtime import CATCHUP_LAG, NodeRuntime, RuntimeConfig
 from cybermesh.keyfiles import KeyFileError, load_signing_key
 from cybermesh.protocol.genesis import GenesisError
 from cybermesh.topology import load_genesis
@@ -77,11 +77,14 @@ def build_runtime_config() -> RuntimeConfig:
             chain_id=genesis.chain_id, listen_host=settings.P2P_LISTEN_HOST,
             listen_port=settings.P2P_LISTEN_PORT, allowed_ips=tuple(settings.ALLOWED_IPS),
             max_message_size=settings.P2P_MAX_MESSAGE_SIZE, topic_names=settings.P2P_TOPICS,
-            bootstrap_addresses=tuple(settings.TRUSTED_P2P_PEERS))
+            bootstrap_addresses=tuple(settings.TRUSTED_P2P_PEERS),
+            dial_source_host=getattr(settings, "P2P_DIAL_SOURCE_HOST", "") or None)
     except P2PConfigError as error:
         raise CommandError(f"bad peer-to-peer settings: {error}") from None
     return RuntimeConfig(node_id=settings.NODE_ID, genesis=genesis, signing_key=key,
-                         certificates=certificates, network=network)
+                         certificates=certificates, network=network,
+                         vote_journal=getattr(settings, "NODE_VOTE_JOURNAL", "") or None,
+                         catchup_lag=int(getattr(settings, "NODE_CATCHUP_LAG", CATCHUP_LAG)))
 
 
 def run_worker(config: RuntimeConfig, stop: threading.Event | None = None,
