@@ -1,40 +1,14 @@
 #!/usr/bin/env bash
-# `make demo`: a local CyberMesh node from a fresh checkout.
-# Generates a 4-validator cluster configuration (keys + genesis) once, then sets up and serves
-# node-0: the Django admin, the REST API and its docs. The cluster grows into 4 running
-# validators as the node runtime lands (see README).
+# `make demo`: a local 4-validator CyberMesh cluster from a fresh checkout.
+# Makes sure PostgreSQL and Redis are up (scripts/ensure_services.sh), then runs
+# `manage.py cluster up --validators 4`, which generates keys and genesis once, gives each node
+# its own database, and starts the validators, an embedded Kafka-protocol broker, an ingest
+# consumer per node and a traffic generator in the background; it prints the admin URLs and
+# login when the heights climb. Stop everything with `manage.py cluster down`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PY=.venv/bin/python
-DEMO=.demo
-PORT=${DEMO_PORT:-8000}
-
-if [ ! -f "$DEMO/cluster/genesis.json" ]; then
-  "$PY" manage.py init_cluster --validators 4 --out "$DEMO/cluster"
-fi
-set -a
-# shellcheck disable=SC1091
-. "$DEMO/cluster/node-0/node.env"
-set +a
-export LOG_FORMAT=${LOG_FORMAT:-console}
-
-"$PY" manage.py migrate --noinput -v 0
-"$PY" manage.py collectstatic --noinput -v 0
-"$PY" manage.py demo_admin --password-file "$DEMO/admin-password" >/dev/null
-
-cat <<TXT
-
-  CyberMesh node-0 is starting on http://127.0.0.1:${PORT}/
-
-    Admin console   http://127.0.0.1:${PORT}/admin/
-    Health          http://127.0.0.1:${PORT}/api/v1/health/
-    API docs        http://127.0.0.1:${PORT}/api/docs/   (Redoc: /api/redoc/)
-
-    Login           admin / $(cat "$DEMO/admin-password")
-                    (password kept in $DEMO/admin-password, mode 0600)
-
-  Press Ctrl-C to stop.
-
-TXT
-exec .venv/bin/daphne -b 127.0.0.1 -p "$PORT" cybermesh.asgi:application
+scripts/ensure_services.sh
+export LOG_FORMAT=${LOG_FORMAT:-json}
+exec .venv/bin/python manage.py cluster up --validators 4 --dir "${DEMO_DIR:-.cluster}" \
+  --rate "${DEMO_RATE:-20}" "$@"
