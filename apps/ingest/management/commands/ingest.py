@@ -15,10 +15,12 @@ import json
 import signal
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.ingest.runner import build_worker
-from cybermesh.kafka_config import KafkaConfigError
+from apps.mempool.admission import default_pipeline
+from apps.mempool.producers import AllowlistError
 
 
 class Command(BaseCommand):
@@ -35,8 +37,9 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
+            default_pipeline()  # refuse to start without a chain id and a producer allowlist
             worker = build_worker(batch_size=options["batch_size"])
-        except KafkaConfigError as error:
+        except (ImproperlyConfigured, AllowlistError) as error:
             raise CommandError(str(error)) from None
         if options["metrics_port"]:
             from prometheus_client import start_http_server
