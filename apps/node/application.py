@@ -9,8 +9,10 @@ Consensus orders opaque payloads; this module is what gives them meaning on a no
   this node accepted was executed speculatively when it was checked.
 * **Check.** A replica votes only for a payload that an honest leader could have built: the
   block builder's own validation (size, decoding, order, signatures), the tx root, no
-  transaction already committed or carried by an ancestor, the parent's state root, and a
-  validator-set change exactly when the executor says the epoch ends.
+  transaction already committed or carried by an ancestor, equivocation evidence whose
+  signatures prove the accusation (apps/node/evidence.py; the executor does not verify them),
+  the parent's state root, and a validator-set change exactly when the executor says the
+  epoch ends.
 * **Commit.** A committed block is persisted through the ledger in one serializable
   transaction with the state updates, evidence, notifications and audit entries its
   execution produced; the mempool forgets its transactions.
@@ -32,12 +34,16 @@ from prometheus_client import Counter
 from apps.ledger.models import Transaction as LedgerTransaction
 from apps.ledger.records import CommitOutcome, PreparedState
 from apps.ledger.services import commit_block
+from apps.mempool.models import MempoolTransaction
 from apps.mempool.queries import block_candidates
 from apps.mempool.services import remove_committed
+from apps.node.evidence import equivocation_of, equivocation_problem
 from apps.state.execution import ExecutedBlock, LedgerExecutor, execute_block
 from apps.state.nodestore import DatabaseNodeStore
 from cybermesh.protocol.block_builder import (
+    EQUIVOCATION_WEIGHT,
     BlockLimits,
+    Candidate,
     PayloadRejected,
     build_payload,
     validate_payload,
@@ -45,10 +51,12 @@ from cybermesh.protocol.block_builder import (
 from cybermesh.protocol.codec import encode
 from cybermesh.protocol.consensus.events import CommitBlocks
 from cybermesh.protocol.consensus.messages import Block
-from cybermesh.protocol.executor import active_validator_set
+from cybermesh.protocol.consensus.signatures import Domains, Ed25519Verifier
+from cybermesh.protocol.executor import State, active_validator_set
 from cybermesh.protocol.executor.apply import ExecutorError
 from cybermesh.protocol.merkle.nodestore import NodeBatch, StagedNodeReader
 from cybermesh.protocol.merkle.sparse import SparseMerkleTree
+from cybermesh.protocol.txs import TxRejected, decode_transaction
 from cybermesh.protocol.validator_set import Validator
 
 logger = structlog.get_logger(__name__)
@@ -107,6 +115,8 @@ class Application:
         self.committed_root = committed_root
         self._lookup = lookup
         self._speculations: dict[bytes, Speculation] = {}
+        self._domains = Domains.for_chain(chain_id)
+        self._verifier = Ed25519Verifier()
 
     # ------------------------------------------------------------------ speculation
 
@@ -189,8 +199,10 @@ class Application:
         state_root = ancestry[-1].root if ancestry else self.committed_root
         block_time = max(now_ms, parent_block.timestamp_ms + 1)
         pending = set().union(*(s.tx_ids for s in ancestry)) if ancestry else set()
-        candidates = [c for c in block_candidates(block_time_ms=block_time, limits=self.limits)
-                      if c.tx_id not in pending]
+        parent_state = ancestry[-1].executed.state if ancestry else self.executor.state
+        candidates = self._without_bad_evidence(
+            [c for c in block_candidates(block_time_ms=block_time, limits=self.limits)
+             if c.tx_id not in pending], parent_state)
         built = build_payload(candidates, limits=self.limits, block_time_ms=block_time)
         payload = built.payload if built.tx_ids else None
         next_validators = None
@@ -202,7 +214,6 @@ class Application:
                                 state_root=state_root,
                                 validator_set_hash=parent_block.validator_set_hash,
                                 qc=parent_block.qc)
-            parent_state = ancestry[-1].executed.state if ancestry else self.executor.state
             try:
                 executed = execute_block(parent_state, provisional)
             except ExecutorError as error:
@@ -214,6 +225,35 @@ class Application:
                                                     self.executor.state.validators.epoch)
         return ProposalContent(payload=payload, tx_root=built.tx_root, state_root=state_root,
                                next_validators=next_validators)
+
+    def _without_bad_evidence(self, candidates: list[Candidate],
+                              parent_state: State) -> list[Candidate]:
+        """Drop equivocation evidence replicas would refuse (only those rows are decoded)."""
+        suspects = set(MempoolTransaction.objects.filter(
+            kind="evidence", weight=EQUIVOCATION_WEIGHT).values_list("tx_id", flat=True))
+        if not suspects:
+            return candidates
+        suspects = {bytes(tx_id) for tx_id in suspects}
+        validators = active_validator_set(parent_state)
+        kept = []
+        for candidate in candidates:
+            if candidate.tx_id in suspects:
+                try:
+                    transaction = decode_transaction(candidate.wire,
+                                                     expected_chain_id=self.chain_id,
+                                                     verify=False)
+                except TxRejected:
+                    continue
+                proof = equivocation_of(transaction)
+                problem = proof and equivocation_problem(
+                    proof, validators=validators, domains=self._domains,
+                    verifier=self._verifier)
+                if problem:
+                    logger.warning("not proposing evidence", tx_id=candidate.tx_id.hex(),
+                                   problem=problem)
+                    continue
+            kept.append(candidate)
+        return kept
 
     # ------------------------------------------------------------------ replica side
 
@@ -245,6 +285,14 @@ class Application:
         parent_root = ancestry[-1].root if ancestry else self.committed_root
         if block.state_root != parent_root:
             raise RefusedProposal("state_root", "state root differs from the parent's result")
+        parent_state = ancestry[-1].executed.state if ancestry else self.executor.state
+        for transaction in validated.transactions:
+            proof = equivocation_of(transaction)
+            problem = proof and equivocation_problem(
+                proof, validators=active_validator_set(parent_state), domains=self._domains,
+                verifier=self._verifier)
+            if problem:
+                raise RefusedProposal("evidence", problem)
         ids = set(validated.tx_ids)
         pending = set().union(*(s.tx_ids for s in ancestry)) if ancestry else set()
         if ids & pending:

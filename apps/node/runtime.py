@@ -37,9 +37,11 @@ from prometheus_client import Counter, Gauge
 
 from apps.audit.services import record_audit
 from apps.ledger.rows import load_block
+from apps.mempool.services import expire
 from apps.node import ledger_sync
 from apps.node.application import Application
 from apps.node.bootstrap import load_or_create_tip
+from apps.node.evidence import submit_evidence
 from apps.node.models import NodeStatus
 from apps.node.p2p.errors import PenaltyReason
 from apps.node.p2p.framing import Topic
@@ -136,6 +138,7 @@ class RuntimeConfig:
     certificates: dict[str, bytes]
     network: Any  # apps.node.p2p.config.NetworkConfig
     status_interval_s: float = 1.0
+    expiry_interval_s: float = 30.0
     executor_parameters: ExecutorParameters = field(default_factory=ExecutorParameters)
     # Test hook (NODE_VOTE_JOURNAL): append every verified vote this node receives as
     # "<voter> <epoch> <view> <block id hex>", so a test can prove from the receivers' side
@@ -388,6 +391,17 @@ class NodeRuntime:
         record_audit(actor=self.node_id, action="consensus.evidence", target=evidence.validator_id,
                      outcome="reported", details={"epoch": evidence.epoch, "view": evidence.view,
                                                   "kind": int(evidence.kind)})
+        # Into our own mempool: the next block we propose carries it (apps/node/evidence.py).
+        submit_evidence(evidence, signing_key=self.config.signing_key, node_id=self.node_id,
+                        chain_id=self.config.genesis.chain_id)
+
+    def expire_mempool(self) -> None:
+        """Drop transactions whose TTL passed and nonces older than the replay window."""
+        close_old_connections()
+        result = expire(now_ms())
+        if result.expired or result.nonces_pruned:
+            self.log.info("mempool expiry", expired=result.expired,
+                          nonces_pruned=result.nonces_pruned)
 
     # ------------------------------------------------------------------ ledger sync
 
@@ -536,15 +550,21 @@ class NodeRuntime:
             DROPPED_EVENTS.labels(self.node_id).inc()
 
     async def _status_loop(self) -> None:
+        """Status row every ``status_interval_s``; mempool expiry every ``expiry_interval_s``.
+        Both run on the consensus thread between steps (the worker is the only writer)."""
         loop = asyncio.get_running_loop()
+        next_expiry = time.monotonic() + self.config.expiry_interval_s
         while not self._stopping:
             peers = [] if self.network is None else [
                 {"id": p.peer_id, "connected": p.connected, "score": round(p.score, 2),
                  "address": p.address} for p in self.network.peers()]
             try:
                 await loop.run_in_executor(self._pool, self.write_status, peers)
-            except Exception:
-                self.log.exception("status write failed")
+                if time.monotonic() >= next_expiry:
+                    next_expiry = time.monotonic() + self.config.expiry_interval_s
+                    await loop.run_in_executor(self._pool, self.expire_mempool)
+            except Exception:  # a busy or restarting database: count on the next turn
+                self.log.exception("status write or mempool expiry failed")
             await asyncio.sleep(self.config.status_interval_s)
 
     async def run(self, stop: asyncio.Event,
