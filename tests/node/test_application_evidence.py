@@ -66,7 +66,7 @@ def block_with(app: Application, tip: Tip, payload: bytes, tx_root: bytes, now: 
 
 
 def refusals(reason: str) -> float:
-    return PROPOSALS_REFUSED.labels(reason)._value.get()  # noqa: SLF001
+    return PROPOSALS_REFUSED.labels(reason)._value.get()
 
 
 def test_reported_equivocation_is_admitted_proposed_and_accepted(
