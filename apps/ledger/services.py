@@ -42,6 +42,7 @@ from apps.ledger.records import (
     TxRecord,
 )
 from apps.ledger.rows import block_row, ms_to_datetime
+from apps.notifications.services import drain_after_commit
 from apps.state.models import StateVersion
 from apps.state.services import DEFAULT_SNAPSHOT_INTERVAL, write_state_version
 from apps.validators.services import apply_validator_set, apply_validator_updates
@@ -280,6 +281,8 @@ def _write_outbox(prepared: _Prepared, state_root: bytes, now: Any) -> None:
         (uuid.uuid4(), f"block:{block.height}:{position}", notice.topic, notice.key,
          notice.payload, block.height, position, now)
         for position, notice in enumerate(notices)], using=prepared.using)
+    # Enqueue the Kafka drain once this transaction commits (never if it rolls back).
+    drain_after_commit(using=prepared.using)
 
 
 def _record_alarm(error: LedgerError, *, block: Block, node_id: str) -> None:
