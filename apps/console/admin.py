@@ -236,12 +236,15 @@ class CaseAdmin(_CaseAdminBase):
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
                     extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        views.sync_before_view()  # settles the case's transactions committed since
         case = self.get_object(request, object_id)
         context = dict(extra_context or {})
         if case is not None:
-            user = request.user
+            user, sla = request.user, sla_state(case)
             context.update({
-                "case": case, "timeline": case_timeline(case), "sla": sla_state(case),
+                "case": case, "timeline": case_timeline(case), "sla": sla,
+                "sla_age": format_duration(sla.age_seconds),
+                "sla_limit": format_duration(sla.sla_seconds),
                 "allowed": TRANSITIONS[case.status],
                 "can_triage": user.has_perm("console.triage_case"),
                 "can_confirm": user.has_perm("console.confirm_case"),

@@ -30,9 +30,11 @@ MAX_FEED_BATCH = 50
 
 def block_summary(row: Block) -> dict[str, Any]:
     """What the live feed shows of a block."""
+    moment = ms_to_datetime(row.timestamp_ms)
     return {"height": row.height, "hash": bytes(row.block_hash).hex(),
             "proposer": row.proposer_id, "tx_count": row.tx_count, "view": row.view,
-            "epoch": row.epoch, "time": ms_to_datetime(row.timestamp_ms).isoformat()}
+            "epoch": row.epoch, "time": moment.isoformat(),
+            "time_text": moment.strftime("%Y-%m-%d %H:%M:%S")}
 
 
 def blocks_after(height: int | None, *, limit: int = MAX_FEED_BATCH) -> list[dict[str, Any]]:

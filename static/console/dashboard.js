@@ -25,19 +25,20 @@
       {label: "blocks", data: rate.blocks, backgroundColor: "#334155", yAxisID: "y"},
       {label: "transactions", data: rate.transactions, type: "line", borderColor: "#16a34a",
        backgroundColor: "#16a34a", yAxisID: "y1", pointRadius: 0}]},
-      {scales: {y: {beginAtZero: true, position: "left"},
+      {scales: {x: {ticks: {maxTicksLimit: 8}}, y: {beginAtZero: true, position: "left"},
                 y1: {beginAtZero: true, position: "right", grid: {drawOnChartArea: false}}}});
     const events = data.events;
     chart("chart-severity", "bar", {labels: events.labels, datasets:
       ["low", "medium", "high", "critical"].map(function (name) {
         return {label: name, data: events.by_severity[name] || [], backgroundColor: palette[name]};
-      })}, {scales: {x: {stacked: true}, y: {stacked: true, beginAtZero: true}}});
-    chart("chart-category", "line", {labels: events.labels, datasets:
+      })}, {scales: {x: {stacked: true, ticks: {maxTicksLimit: 8}},
+                y: {stacked: true, beginAtZero: true}}});
+    chart("chart-category", "bar", {labels: events.labels, datasets:
       Object.keys(events.by_category).map(function (name, index) {
         const color = categoryColors[index % categoryColors.length];
-        return {label: name, data: events.by_category[name], borderColor: color,
-                backgroundColor: color, pointRadius: 1, tension: 0.2};
-      })}, {scales: {y: {beginAtZero: true}}});
+        return {label: name, data: events.by_category[name], backgroundColor: color};
+      })}, {scales: {x: {stacked: true, ticks: {maxTicksLimit: 8}},
+                     y: {stacked: true, beginAtZero: true}}});
     const top = data.top_offenders;
     chart("chart-offenders", "bar", {labels: top.map(function (o) { return o.kind + ":" + o.value; }),
       datasets: [{label: "events", data: top.map(function (o) { return o.events; }),
@@ -94,7 +95,7 @@
       item.dataset.height = block.height;
       item.className = "cm-new";
       item.textContent = "#" + block.height + " " + block.hash.slice(0, 16) + " \u00b7 " +
-        block.tx_count + " tx \u00b7 " + block.proposer + " \u00b7 " + block.time;
+        block.tx_count + " tx \u00b7 " + block.proposer + " \u00b7 " + block.time_text;
       feed.insertBefore(item, feed.firstChild);
       setTimeout(function () { item.className = ""; }, 2000);
       setText("stat-height", block.height);

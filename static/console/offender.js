@@ -11,7 +11,7 @@
                        borderColor: "#b91c1c", backgroundColor: "rgba(185,28,28,0.1)", fill: true,
                        pointRadius: 1, stepped: false, tension: 0.1}]},
     options: {responsive: true, maintainAspectRatio: false, animation: false,
-              scales: {y: {min: 0, max: 100}}, plugins: {legend: {display: false}}}
+              scales: {x: {ticks: {maxTicksLimit: 8}}, y: {min: 0, max: 100}}, plugins: {legend: {display: false}}}
   });
   document.body.dataset.chartsReady = "1";
 }());
