@@ -271,6 +271,10 @@ class NodeRuntime:
                        height=core.committed.height, sends=len(out.sends),
                        broadcasts=[type(m).__name__ for m in out.broadcasts],
                        to=[(p, type(m).__name__) for p, m in out.sends])
+        for message in out.broadcasts:
+            if isinstance(message, Proposal):
+                self.log.info("proposed", view=message.block.view, height=message.block.height,
+                              payload_bytes=len(message.block.payload))
         if isinstance(event, MessageReceived):
             if core.stats.dropped > dropped_before:
                 out.penalize.append((event.sender, PenaltyReason.INVALID_MESSAGE))

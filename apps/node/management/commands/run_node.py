@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
+import re
 import signal
 import socket
 import threading
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, SystemCheckError
 
 from apps.node.p2p.config import NetworkConfig
 from apps.node.p2p.errors import P2PConfigError
@@ -33,6 +34,9 @@ from apps.node.runtime import CATCHUP_LAG, NodeRuntime, RuntimeConfig
 from cybermesh.keyfiles import KeyFileError, load_signing_key
 from cybermesh.protocol.genesis import GenesisError
 from cybermesh.topology import load_genesis
+
+
+_CHECK_LINE = re.compile(r"^\S*: \([\w.]+\) ")
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -115,6 +119,17 @@ class Command(BaseCommand):
         parser.add_argument("--bind", default="",
                             help="host:port of the web server (default 127.0.0.1:$HTTP_PORT "
                                  "or 8000)")
+
+    def check(self, *args: Any, **kwargs: Any) -> None:
+        """The system checks, with their errors on one line (an operator reads the last line
+        of a failed start; the full report is one ``manage.py check`` away)."""
+        try:
+            super().check(*args, **kwargs)
+        except SystemCheckError as error:
+            problems = [line.strip() for line in str(error).splitlines()
+                        if _CHECK_LINE.match(line.strip())]
+            raise CommandError("refusing to start: " + "; ".join(problems or [
+                str(error).strip().splitlines()[-1]])) from None
 
     def handle(self, *args: Any, **options: Any) -> None:
         component = options["component"]
