@@ -35,7 +35,6 @@ from cybermesh.keyfiles import KeyFileError, load_signing_key
 from cybermesh.protocol.genesis import GenesisError
 from cybermesh.topology import load_genesis
 
-
 _CHECK_LINE = re.compile(r"^\S*: \([\w.]+\) ")
 
 
