@@ -49,11 +49,11 @@ class AssignedFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Case]) -> QuerySet[Case]:
         if self.value() == "me":
-            return queryset.filter(assignee=request.user)
+            return queryset.filter(assignee_id=request.user.pk)
         if self.value() == "none":
             return queryset.filter(assignee__isnull=True)
         if self.value() == "others":
-            return queryset.exclude(assignee__isnull=True).exclude(assignee=request.user)
+            return queryset.exclude(assignee__isnull=True).exclude(assignee_id=request.user.pk)
         return queryset
 
 

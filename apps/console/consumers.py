@@ -27,13 +27,13 @@ def _poll_seconds() -> float:
     return max(100, int(getattr(settings, "CONSOLE_LIVE_POLL_MS", 1000))) / 1000
 
 
-@database_sync_to_async
+@database_sync_to_async  # type: ignore[untyped-decorator]
 def _allowed(user: Any) -> bool:
     return bool(user is not None and user.is_authenticated and user.is_active
                 and user.is_staff and user.has_perm("ledger.view_block"))
 
 
-@database_sync_to_async
+@database_sync_to_async  # type: ignore[untyped-decorator]
 def _blocks_after(height: int | None, limit: int) -> list[dict[str, Any]]:
     close_old_connections()
     return blocks_after(height, limit=limit)

@@ -21,12 +21,11 @@ from django.utils import timezone
 
 from apps.console.choices import OPEN_STATUSES, Severity, severity_for_score
 from apps.console.config import console_config
-from apps.console.live import blocks_after
+from apps.console.live import blocks_after, ms_datetime
 from apps.console.models import Case, IndexedEvent
 from apps.console.projection import sync_lag
 from apps.console.queries import sla_state
 from apps.ledger.models import Block
-from apps.ledger.rows import ms_to_datetime
 from apps.mempool.admission import POOL_STATS_NAME
 from apps.mempool.models import PoolStats
 from cybermesh.logging import get_logger
@@ -43,7 +42,8 @@ SEVERITY_ORDER = [Severity.LOW, Severity.MEDIUM, Severity.HIGH, Severity.CRITICA
 
 
 def latest_height() -> int | None:
-    return Block.objects.aggregate(tip=Max("height"))["tip"]
+    tip = Block.objects.aggregate(tip=Max("height"))["tip"]
+    return None if tip is None else int(tip)
 
 
 def commit_rate() -> dict[str, Any]:
@@ -62,7 +62,7 @@ def commit_rate() -> dict[str, Any]:
         index = min(RATE_BUCKETS - 1, (stamp - oldest) // bucket_ms)
         blocks[index] += 1
         transactions[index] += count
-    labels = [ms_to_datetime(oldest + index * bucket_ms).strftime("%H:%M:%S")
+    labels = [ms_datetime(oldest + index * bucket_ms).strftime("%H:%M:%S")
               for index in range(RATE_BUCKETS)]
     return {"labels": labels, "blocks": blocks, "transactions": transactions,
             "blocks_per_minute": round(len(rows) * 60_000 / span, 2),
@@ -71,7 +71,7 @@ def commit_rate() -> dict[str, Any]:
 
 def _window_end() -> datetime | None:
     tip = Block.objects.order_by("-height").values_list("timestamp_ms", flat=True).first()
-    return ms_to_datetime(tip) if tip is not None else None
+    return ms_datetime(tip) if tip is not None else None
 
 
 def events_over_time(end: datetime) -> dict[str, Any]:
@@ -107,7 +107,7 @@ def top_offenders(end: datetime) -> list[dict[str, Any]]:
 
 def open_cases_by_sla(now: datetime) -> dict[str, Any]:
     config = console_config()
-    buckets = {name: Counter() for name in ("ok", "due", "overdue")}
+    buckets: dict[str, Counter[str]] = {name: Counter() for name in ("ok", "due", "overdue")}
     cases = (Case.objects.filter(status__in=list(OPEN_STATUSES))
              .only("severity", "created_at", "closed_at").order_by("created_at")
              [:MAX_OPEN_CASES])
@@ -176,8 +176,9 @@ def dashboard_data(*, now: datetime | None = None, include_dlq: bool = True) -> 
     """Everything the dashboard charts, as JSON-ready values."""
     moment = now or timezone.now()
     end = _window_end()
-    dlq = dlq_depth() if include_dlq else {"available": False, "reason": "not asked",
-                                           "topics": {}}
+    dlq: dict[str, Any] = (dlq_depth() if include_dlq else
+                           {"available": False, "reason": "not asked", "topics": {}})
+    topics: dict[str, int] = dlq["topics"]
     empty_events = {"labels": [], "by_severity": {}, "by_category": {}, "total": 0}
     return {
         "generated_at": moment.isoformat(),
@@ -189,6 +190,6 @@ def dashboard_data(*, now: datetime | None = None, include_dlq: bool = True) -> 
         "open_cases": open_cases_by_sla(moment),
         "mempool": mempool_depth(),
         "dlq": dlq,
-        "dlq_total": sum(dlq["topics"].values()),
+        "dlq_total": sum(topics.values()),
         "recent_blocks": blocks_after(None, limit=10)[::-1],
     }

@@ -15,10 +15,10 @@ console app is installed.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from apps.ledger.models import Block
-from apps.ledger.rows import ms_to_datetime
 from cybermesh.logging import get_logger
 
 logger = get_logger(__name__)
@@ -28,9 +28,16 @@ FEED_BACKLOG = 10
 MAX_FEED_BATCH = 50
 
 
+def ms_datetime(milliseconds: int) -> datetime:
+    """Milliseconds since the Unix epoch (block and transaction times) as an aware datetime,
+    exactly (integer arithmetic: no float rounding of the milliseconds)."""
+    return datetime.fromtimestamp(milliseconds // 1000, tz=UTC).replace(
+        microsecond=(milliseconds % 1000) * 1000)
+
+
 def block_summary(row: Block) -> dict[str, Any]:
     """What the live feed shows of a block."""
-    moment = ms_to_datetime(row.timestamp_ms)
+    moment = ms_datetime(row.timestamp_ms)
     return {"height": row.height, "hash": bytes(row.block_hash).hex(),
             "proposer": row.proposer_id, "tx_count": row.tx_count, "view": row.view,
             "epoch": row.epoch, "time": moment.isoformat(),

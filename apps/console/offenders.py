@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from apps.console.live import ms_datetime
 from apps.console.models import Case, CaseAction, IndexedEvent
 from apps.evidence.models import Evidence
 from apps.ledger.models import Block
-from apps.ledger.rows import ms_to_datetime
 from apps.state.models import StateValue
 from apps.state.queries import read_value
 from apps.state.services import StateError, latest_version
@@ -116,25 +116,25 @@ def _reputation_series(history: list[tuple[int, bytes | None]], times: dict[int,
         for step in range(SAMPLES_BETWEEN_CHANGES + 1):
             moment = at_ms + span * step // (SAMPLES_BETWEEN_CHANGES + 1)
             ppm = reputation_at(record, moment, half_life_ms)
-            points.append({"t": ms_to_datetime(moment).isoformat(), "ppm": ppm,
+            points.append({"t": ms_datetime(moment).isoformat(), "ppm": ppm,
                            "percent": ppm / 10_000})
     if records:
         last = records[-1][1]
         ppm = reputation_at(last if isinstance(last, ReputationRecord) else None, end_ms,
                             half_life_ms)
-        points.append({"t": ms_to_datetime(end_ms).isoformat(), "ppm": ppm,
+        points.append({"t": ms_datetime(end_ms).isoformat(), "ppm": ppm,
                        "percent": ppm / 10_000})
     return points
 
 
 def _period(version: int, at_ms: int | None, value: bytes | None) -> QuarantinePeriod:
     record = _decode(value)
-    at = ms_to_datetime(at_ms) if at_ms is not None else None
+    at = ms_datetime(at_ms) if at_ms is not None else None
     if not isinstance(record, QuarantineRecord):
         return QuarantinePeriod(version=version, at=at, active=False)
     return QuarantinePeriod(version=version, at=at, active=True,
-                            since=ms_to_datetime(record.since_ms),
-                            until=ms_to_datetime(record.expires_at_ms),
+                            since=ms_datetime(record.since_ms),
+                            until=ms_datetime(record.expires_at_ms),
                             reason=record.reason.value, cause=record.cause.hex())
 
 
@@ -159,9 +159,10 @@ def offender_profile(kind: str, value: str) -> OffenderProfile:
                                        tip_ms, parameters.reputation_half_life_ms)
         periods = [_period(row_version, times.get(row_version), raw)
                    for row_version, raw in quarantine_rows]
-        if periods and periods[-1].active and periods[-1].until is not None \
-                and periods[-1].until > ms_to_datetime(tip_ms):
-            current = periods[-1]
+        last_period = periods[-1] if periods else None
+        if last_period is not None and last_period.active and last_period.until is not None \
+                and last_period.until > ms_datetime(tip_ms):
+            current = last_period
     events = list(IndexedEvent.objects.filter(offender_kind=kind, offender_value=value)
                   .order_by("-height", "-idx")[:MAX_RELATED])
     evidence = list(Evidence.objects.filter(offender_id=f"{kind}:{value}" if kind != "validator"
@@ -175,7 +176,7 @@ def offender_profile(kind: str, value: str) -> OffenderProfile:
                    .select_related("case").order_by("-requested_at")[:MAX_RELATED])
     return OffenderProfile(
         kind=kind, value=value, version=version,
-        as_of=ms_to_datetime(tip_ms) if tip_ms is not None else None,
+        as_of=ms_datetime(tip_ms) if tip_ms is not None else None,
         reputation_ppm=reputation_ppm, quarantine=current, reputation_series=series,
         quarantine_history=list(reversed(periods)), events=events, evidence=evidence,
         cases=cases, actions=actions)

@@ -36,11 +36,11 @@ from apps.console.choices import (
     severity_for_score,
 )
 from apps.console.config import console_config
+from apps.console.live import ms_datetime
 from apps.console.models import Case, CaseItem, EvidenceLink, IndexedEvent, SyncCursor
 from apps.evidence.models import Evidence as EvidenceRow
 from apps.ledger.models import Block
 from apps.ledger.models import Transaction as LedgerTransaction
-from apps.ledger.rows import ms_to_datetime
 from cybermesh.db import run_serializable
 from cybermesh.logging import get_logger
 from cybermesh.protocol.txs.envelope import decode_transaction
@@ -133,11 +133,11 @@ def _index_events(start: int, end: int, times: dict[int, int],
             continue
         events.append(IndexedEvent(
             tx_id=bytes(tx_id).hex(), height=height, idx=idx,
-            block_time=ms_to_datetime(times[height]),
+            block_time=ms_datetime(times[height]),
             offender_kind=event.offender.kind.value, offender_value=event.offender.value,
             category=event.category.value, severity=event.severity,
             confidence_bps=event.confidence_bps,
-            observed_at=ms_to_datetime(event.observed_at_ms), producer_id=producer_id,
+            observed_at=ms_datetime(event.observed_at_ms), producer_id=producer_id,
             source=event.source, detector=event.detector, payload_ref=event.payload_ref))
     return events, [event for event in events if event.severity >= min_severity]
 
@@ -158,7 +158,7 @@ def _sync_step(max_blocks: int, now: datetime) -> SyncResult:
     evidence_rows = list(EvidenceRow.objects.filter(committed_height__gte=start,
                                                     committed_height__lte=end)
                          .order_by("committed_height", "evidence_id"))
-    links = []
+    links: list[EvidenceLink] = []
     supported: dict[str, list[str]] = {}
     for row in evidence_rows:
         evidence_id = bytes(row.evidence_id).hex()
@@ -209,7 +209,7 @@ def _sync_step(max_blocks: int, now: datetime) -> SyncResult:
                  else "Evidence matching no known event")
         _open_case(source=CaseSource.EVIDENCE, item_kind=ItemKind.EVIDENCE,
                    item_id=evidence_id, height=row.committed_height,
-                   block_time=ms_to_datetime(times.get(row.committed_height, 0)) or now,
+                   block_time=ms_datetime(times[row.committed_height]),
                    title=title,
                    summary=f"{row.kind} evidence reported by {row.reporter_id or 'unknown'}; "
                            f"status {row.status}; supports {len(supported.get(evidence_id, []))}"

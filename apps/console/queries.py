@@ -18,6 +18,7 @@ from django.utils import timezone
 from apps.console.actions import live_status
 from apps.console.choices import ActionStatus, ItemKind, TimelineKind
 from apps.console.config import ConsoleConfig, console_config
+from apps.console.live import ms_datetime
 from apps.console.models import Case, CaseItem, EvidenceLink, IndexedEvent
 from apps.evidence.models import Evidence
 from apps.ledger.models import Block
@@ -103,9 +104,7 @@ class TimelineEntry:
 
 
 def _block_times(heights: set[int]) -> dict[int, datetime]:
-    from apps.ledger.rows import ms_to_datetime
-
-    return {height: ms_to_datetime(stamp) for height, stamp in Block.objects
+    return {height: ms_datetime(stamp) for height, stamp in Block.objects
             .filter(height__in=heights).order_by().values_list("height", "timestamp_ms")}
 
 

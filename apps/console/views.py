@@ -35,7 +35,7 @@ EXPORT_FORMATS = ("csv", "json", "stix")
 
 
 def request_id_of(request: HttpRequest) -> str:
-    given = request.META.get("HTTP_X_REQUEST_ID", "")
+    given = str(request.META.get("HTTP_X_REQUEST_ID", ""))
     if given and len(given) <= 100 and given.isprintable():
         return given
     return uuid.uuid4().hex
@@ -186,7 +186,7 @@ def export_filtered(request: HttpRequest, model_admin: ModelAdmin[Case]) -> Http
     export_format = query.pop("format", ["csv"])[-1]
     if export_format not in EXPORT_FORMATS:
         return HttpResponse("format is one of csv, json, stix", status=400)
-    request.GET = query  # the changelist refuses parameters it does not know
+    request.GET = query  # type: ignore[assignment]  # the changelist refuses unknown params
     changelist = model_admin.get_changelist_instance(request)
     return export_response(changelist.get_queryset(request), export_format)
 
