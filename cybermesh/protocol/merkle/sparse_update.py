@@ -109,19 +109,35 @@ class BatchBuilder:
         base_root = self.load(base_key)
         record_keys, record_nodes, record_slots = self.walk_down(base_key, base_root)
         hashes, kinds, versions = self.hashes, self.kinds, self.versions
-        stale, join = self.stale, self.join
+        stale, join, place, new_nodes = self.stale, self.join, self.place, self.new_nodes
+        version = self.version
         # Children before parents: both child slots of a record are final when it is reached.
         for index in range(len(record_keys) - 1, -1, -1):
             node_key, node, slot = record_keys[index], record_nodes[index], record_slots[index]
             left_slot = 2 * index + 1
-            if (hashes[left_slot] == node.left_hash
-                    and hashes[left_slot + 1] == node.right_hash):
+            right_slot = left_slot + 1
+            left_hash, right_hash = hashes[left_slot], hashes[right_slot]
+            if left_hash == node.left_hash and right_hash == node.right_hash:
                 kinds[slot] = _INTERIOR
-                hashes[slot] = internal_hash(node.left_hash, node.right_hash)
+                hashes[slot] = internal_hash(left_hash, right_hash)
                 versions[slot] = node_key.version
-            else:
-                stale.add(node_key)
+                continue
+            stale.add(node_key)
+            left_kind, right_kind = kinds[left_slot], kinds[right_slot]
+            if _EMPTY in (left_kind, right_kind):
                 join(slot, node_key.depth, node_key.path, left_slot)
+                continue
+            # Both sides non-empty (the common case): a new interior node, inline.
+            depth, path = node_key[1] + 1, node_key[2] << 1
+            if left_kind == _LEAF:
+                place(left_slot, depth, path)
+            if right_kind == _LEAF:
+                place(right_slot, depth, path | 1)
+            new_nodes[_new(NodeKey, (version, depth - 1, node_key[2]))] = _new(
+                InternalNode, (left_hash, versions[left_slot], right_hash, versions[right_slot]))
+            kinds[slot] = _INTERIOR
+            hashes[slot] = internal_hash(left_hash, right_hash)
+            versions[slot] = version
         stale.add(base_key)
         return self.root_node(base_root)
 
@@ -232,6 +248,16 @@ class BatchBuilder:
         """Settle ``slot``: the stored leaf at ``node_key`` after ``updates[lo:hi]``."""
         key_ints, values = self.key_ints, self.values
         leaf_int = int.from_bytes(node.key, "big")
+        if hi - lo == 1 and key_ints[lo] == leaf_int:
+            # The common case, short: one update, of this very leaf.
+            value = values[lo]
+            if value == node.value:
+                self.set_leaf(slot, node, node_key)  # set to the value it has: unchanged
+                return
+            self.stale.add(node_key)
+            if value is not None:  # (deleted: the slot stays empty)
+                self.set_leaf(slot, _new(LeafNode, (node.key, value, value_hash(value))), None)
+            return
         at = bisect_left(key_ints, leaf_int, lo, hi)
         inserted = [index for index in range(lo, hi) if values[index] is not None]
         if at < hi and key_ints[at] == leaf_int:
@@ -265,6 +291,12 @@ class BatchBuilder:
         """Settle ``slot``: a new subtree at ``(depth, path)`` holding the inserts of
         ``updates[lo:hi]`` (it was empty)."""
         values, key_ints = self.values, self.key_ints
+        if hi - lo == 1:  # the common case, short: one new key lands in an empty subtree
+            value = values[lo]
+            if value is not None:
+                self.set_leaf(slot, _new(LeafNode, (self.keys[lo], value, value_hash(value))),
+                              None)
+            return
         inserted = [index for index in range(lo, hi) if values[index] is not None]
         self.build(slot, [key_ints[index] for index in inserted], self.new_leaves(inserted),
                    depth, path)
