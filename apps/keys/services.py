@@ -187,9 +187,9 @@ def _refuse_unknown_key_ids(keyring: Keyring, counts: dict[str, int]) -> None:
     key_id = unknown[0]
     row_id = (SealedPayload.objects.filter(key_id=key_id).order_by("id")
               .values_list("id", flat=True).first())
-    others = f" and {counts[key_id] - 1} more rows" if counts[key_id] > 1 else ""
+    others = (f" and {counts[key_id] - 1} more rows are" if counts[key_id] > 1 else " is")
     raise SealedPayloadError(
-        _P.UNKNOWN_KEY_ID, f"sealed payload {row_id}{others} are under key id {key_id!r}, which "
+        _P.UNKNOWN_KEY_ID, f"sealed payload {row_id}{others} under key id {key_id!r}, which "
         f"is not in the at-rest keyring ({', '.join(sorted(keyring.key_ids))}); add its key "
         "file back to AT_REST_KEYS and run again", payload_id=row_id, key_id=key_id)
 
