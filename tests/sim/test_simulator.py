@@ -121,3 +121,13 @@ def test_systematic_twins_scenarios_with_f_twins_are_safe_and_live():
         assert result.ok, f"twins scenario {index}: {result.summary()}"
         explored += 1
     assert explored == total // 64
+
+
+def test_laggards_of_an_epoch_change_ask_the_next_peer_for_the_epoch_end_proof():
+    # Found by `make sim SEEDS=200`: the only epoch-1 node the laggards first heard from had
+    # restarted and lost its in-memory epoch-end proof; asking once per block and view (not
+    # per peer) left four of seven validators stuck in epoch 0 without a quorum.
+    from simulator.run import PROFILES, sized
+
+    result = run_schedule(sized(PROFILES["reconfiguration"], 7), 131)
+    assert result.ok, result.summary()

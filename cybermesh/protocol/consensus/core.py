@@ -160,7 +160,7 @@ class ConsensusCore:
         self._proposed_view = 0
         self._seen_proposals: dict[tuple[int, str], SignedStatement] = {}
         self._pending_commit: QuorumCert | None = None
-        self._sync_asked: dict[bytes, int] = {}
+        self._sync_asked: dict[tuple[bytes, str], int] = {}
         self.sync_outstanding = sync.OutstandingRequests()
         self._timer_id = 0
         self._idle = False
@@ -266,11 +266,15 @@ class ConsensusCore:
                                            self.pacemaker.timeout_ms, self._timer_id))
 
     def _ask_sync(self, block_id: bytes, to: str | None) -> None:
-        if to is None or to == self.validator_id or self._sync_asked.get(block_id) == self.view:
+        # Once per (block, peer) and view: a node stuck in one view (an epoch it cannot leave
+        # without the epoch-end proof) must still be able to ask the next peer it hears from,
+        # the first one may have restarted and lost the proof.
+        key = (block_id, to or "")
+        if to is None or to == self.validator_id or self._sync_asked.get(key) == self.view:
             return
         if len(self._sync_asked) > 256:
             self._sync_asked.clear()
-        self._sync_asked[block_id] = self.view
+        self._sync_asked[key] = self.view
         self.sync_outstanding.add(to, block_id)
         self.stats.sync_requests += 1
         self._actions.append(Send(to, SyncRequest(self.epoch.epoch, self.committed.height,

@@ -100,7 +100,7 @@ class SafetyRules:
         return self._data
 
     def enforces(self, rule: Rule) -> bool:
-        return rule not in self._disabled
+        return not self._disabled or rule not in self._disabled
 
     def start_epoch(self, epoch: int) -> SafetyData:
         """Reset for a new epoch: views restart, so every counter starts again from zero."""

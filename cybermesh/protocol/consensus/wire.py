@@ -81,6 +81,7 @@ def _caps(limits: WireLimits) -> dict[MessageKind, int]:
 
 
 DEFAULT_WIRE_LIMITS = WireLimits()
+_KIND_BY_TAG = {int(kind): kind for kind in MessageKind}
 
 _KIND_OF: dict[type, MessageKind] = {
     Proposal: MessageKind.PROPOSAL, Vote: MessageKind.VOTE, Timeout: MessageKind.TIMEOUT,
@@ -99,10 +100,9 @@ def decode_message(data: bytes, limits: WireLimits = DEFAULT_WIRE_LIMITS) -> Mes
     """Decode untrusted bytes into a message, or raise :class:`MessageError`."""
     if not data:
         raise MessageError(_R.EMPTY, "no bytes")
-    try:
-        kind = MessageKind(data[0])
-    except ValueError:
-        raise MessageError(_R.UNKNOWN_KIND, f"tag {data[0]}") from None
+    kind = _KIND_BY_TAG.get(data[0])
+    if kind is None:
+        raise MessageError(_R.UNKNOWN_KIND, f"tag {data[0]}")
     cap = limits.cap(kind)
     if len(data) > cap:
         raise MessageError(_R.TOO_LARGE, f"{kind.name} of {len(data)} bytes exceeds {cap}")
