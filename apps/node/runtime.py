@@ -355,7 +355,7 @@ class NodeRuntime:
             else:  # SafetyAlarm: two conflicting certified chains — never silent
                 self.log.critical("consensus safety alarm", alarm=repr(action))
                 record_audit(actor=self.node_id, action="consensus.safety_alarm",
-                             outcome="alarm", details={"alarm": repr(action)[:1000]})
+                             outcome="failure", details={"alarm": repr(action)[:1000]})
         return out
 
     def _guarded(self, message: Message) -> bool:
@@ -386,18 +386,25 @@ class NodeRuntime:
         tip = action.blocks[-1].block
         HEIGHT.labels(self.node_id).set(tip.height)
         self.log.info("committed", height=tip.height, blocks=len(outcomes),
-                      txs=sum(len(item.block.payload) > 1 for item in action.blocks))
+                      payload_bytes=sum(len(item.block.payload) for item in action.blocks))
 
     def _report_evidence(self, action: ReportEvidence) -> None:
         evidence = action.evidence
         self.log.warning("equivocation evidence", offender=evidence.validator_id,
                          view=evidence.view)
-        record_audit(actor=self.node_id, action="consensus.evidence", target=evidence.validator_id,
-                     outcome="reported", details={"epoch": evidence.epoch, "view": evidence.view,
-                                                  "kind": int(evidence.kind)})
-        # Into our own mempool: the next block we propose carries it (apps/node/evidence.py).
-        submit_evidence(evidence, signing_key=self.config.signing_key, node_id=self.node_id,
-                        chain_id=self.config.genesis.chain_id)
+        # The report must not stop consensus: a failed audit write or a refused submission is
+        # logged (with its cause) and the step goes on.
+        try:
+            record_audit(actor=self.node_id, action="consensus.evidence_reported",
+                         target=evidence.validator_id, outcome="success",
+                         details={"epoch": evidence.epoch, "view": evidence.view,
+                                  "kind": int(evidence.kind)})
+            # Into our own mempool: the next block we propose carries it (apps/node/evidence.py).
+            submit_evidence(evidence, signing_key=self.config.signing_key,
+                            node_id=self.node_id, chain_id=self.config.genesis.chain_id)
+        except Exception:
+            self.log.exception("equivocation evidence could not be recorded or submitted",
+                               offender=evidence.validator_id)
 
     def expire_mempool(self) -> None:
         """Drop transactions whose TTL passed and nonces older than the replay window."""
@@ -612,7 +619,14 @@ class NodeRuntime:
 
     def _on_quarantine(self, peer: str, reason: PenaltyReason) -> None:
         self.log.warning("peer quarantined", peer=peer, reason=reason.value)
-        self._pool.submit(record_audit, actor=self.node_id, action="p2p.quarantine",
-                          target=peer, outcome="quarantined", details={"reason": reason.value})
+        self._pool.submit(self._audit_quarantine, peer, reason)
+
+    def _audit_quarantine(self, peer: str, reason: PenaltyReason) -> None:
+        try:
+            close_old_connections()
+            record_audit(actor=self.node_id, action="p2p.quarantine", target=peer,
+                         outcome="success", details={"reason": reason.value})
+        except Exception:
+            self.log.exception("quarantine audit failed", peer=peer)
 
 

@@ -8,6 +8,7 @@ two blocks, which is invariant 2 checked from the receivers' side.
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Callable
@@ -88,3 +89,51 @@ def test_a_node_killed_with_sigkill_restarts_catches_up_agrees_and_never_double_
     assert harness.assert_no_double_votes() > 0
     log = harness.cluster.processes.log_path(f"node-{victim}").read_text()
     assert "caught up through the ledger" in log
+
+
+def proposals(harness: ClusterHarness) -> list[tuple[int, int]]:
+    """(view, node index) of every proposal the nodes logged."""
+    found = []
+    for index in range(harness.cluster.validators):
+        path = harness.cluster.processes.log_path(f"node-{index}")
+        for line in path.read_text(errors="replace").splitlines():
+            if '"event": "proposed"' in line:
+                found.append((json.loads(line)["view"], index))
+    return found
+
+
+def view_changes(harness: ClusterHarness, index: int) -> list[dict[str, object]]:
+    path = harness.cluster.processes.log_path(f"node-{index}")
+    return [json.loads(line) for line in path.read_text(errors="replace").splitlines()
+            if '"event": "view change"' in line]
+
+
+def test_the_leader_killed_in_the_middle_of_its_view_forces_a_view_change_and_the_chain_goes_on(
+        make_cluster: Callable[..., ClusterHarness]) -> None:
+    harness = make_cluster(4)
+    harness.start_all()
+    harness.start_feeders(rate=15)
+    harness.wait_heights(range(4), 6, timeout_s=90, what="first commits")
+    # Kill the leader right after it proposed: its view is in flight (votes on their way).
+    last_view = max(view for view, _ in proposals(harness))
+    deadline = time.monotonic() + 30
+    fresh: list[tuple[int, int]] = []
+    while not fresh and time.monotonic() < deadline:
+        fresh = [item for item in proposals(harness) if item[0] > last_view]
+        time.sleep(0.05)
+    assert fresh, "no new proposal within 30 s"
+    view, victim = max(fresh)
+    harness.cluster.kill_node(victim)
+    print(f"killed node-{victim}, leader of view {view}")
+    others = [index for index in range(4) if index != victim]
+    before = {index: len(view_changes(harness, index)) for index in others}
+    at_kill = harness.heights(others)
+    harness.wait_heights(others, {i: h + 6 for i, h in at_kill.items()}, timeout_s=90,
+                         what="commits after the leader died")
+    for index in others:
+        changes = view_changes(harness, index)[before[index]:]
+        assert any(int(change["view"]) > view for change in changes), \
+            f"node-{index} saw no view change after the leader died"
+        assert any(change["leader"] == f"node-{victim}" for change in changes)
+    harness.assert_agreement(others)
+    harness.assert_no_double_votes()
