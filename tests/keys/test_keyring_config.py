@@ -83,7 +83,7 @@ def test_a_comma_separated_string_is_read_as_a_list(settings: Any,
                                                     at_rest_keys: AtRestKeys) -> None:
     settings.AT_REST_KEYS = f"{at_rest_keys.path('k2')}, {at_rest_keys.path('k1')}"
     keyring = configured_keyring()
-    assert (keyring.current_key_id, keyring.key_ids) == ("k2", {"k1", "k2"})
+    assert (keyring.current_key_id, keyring.key_ids) == ("k2", frozenset({"k1", "k2"}))
 
 
 def test_a_replaced_key_file_is_read_again(settings: Any, at_rest_keys: AtRestKeys) -> None:
