@@ -131,3 +131,13 @@ def test_laggards_of_an_epoch_change_ask_the_next_peer_for_the_epoch_end_proof()
 
     result = run_schedule(sized(PROFILES["reconfiguration"], 7), 131)
     assert result.ok, result.summary()
+
+
+def test_a_vote_a_crash_cut_off_before_it_was_persisted_or_sent_is_not_a_double_vote():
+    # Found by `make sim`: v04 signed its view-6 vote, crashed before the PersistSafetyData
+    # and the Send were performed, restarted and voted for the equivocating leader's other
+    # block. The first signature never left the node; the checker judges released votes.
+    from simulator.run import PROFILES, sized
+
+    result = run_schedule(sized(PROFILES["equivocate"], 7), 623)
+    assert result.ok, result.summary()

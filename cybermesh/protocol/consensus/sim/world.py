@@ -327,6 +327,8 @@ class Simulation:
     def _execute(  # noqa: PLR0912
             self, inst: Instance, action: Outgoing) -> None:
         if isinstance(action, Send):
+            if inst.honest and isinstance(action.message, Vote):
+                self.checker.on_vote_released(inst.validator_id, action.message)
             item = self._wire(action.message)
             for index in self.by_id.get(action.to, ()):
                 if index != inst.index:
@@ -341,6 +343,8 @@ class Simulation:
                 self._transmit(inst, self.instances[index], action.data)
         elif isinstance(action, PersistSafetyData):
             inst.persisted = action.data
+            if inst.honest and action.data.last_vote is not None:
+                self.checker.on_vote_released(inst.validator_id, action.data.last_vote)
         elif isinstance(action, ScheduleTimer):
             inst.timer_id = action.timer_id
             self._push(self.now + action.duration_ms, _TIMER, inst.index,
