@@ -33,6 +33,7 @@ from apps.console.config import console_config
 from apps.console.errors import ConsoleError
 from apps.console.models import Case, CaseAction, Tag
 from apps.console.queries import case_timeline, format_duration, search_cases, sla_state
+from apps.console.second_factor import SecondFactorLoginForm, admin_permission
 
 if TYPE_CHECKING:  # generic only in django-stubs, not at runtime
     _CaseAdminBase = admin.ModelAdmin[Any]
@@ -361,6 +362,8 @@ class CaseAdmin(_CaseAdminBase):
             path("export/", wrap(partial(views.export_filtered, model_admin=self)),
                  name="console_case_export"),
             path("sync/", wrap(views.sync_now), name="console_sync"),
+            path("2fa/", views.staff_only(partial(views.second_factor, model_admin=self)),
+                 name="console_2fa"),
             path("offender/<str:kind>/<path:value>/do/<str:operation>/",
                  wrap(views.offender_operation), name="console_offender_operation"),
             path("offender/<str:kind>/<path:value>/",
@@ -369,6 +372,13 @@ class CaseAdmin(_CaseAdminBase):
                  name="console_case_operation"),
             *super().get_urls(),
         ]
+
+
+# Two-factor login on the default admin site: the code field on the login form, and no admin
+# page for a user who needs a second factor until the session was verified with one.
+admin.site.login_form = SecondFactorLoginForm
+admin.site.has_permission = admin_permission(  # type: ignore[method-assign,assignment]
+    admin.site.has_permission)
 
 
 @admin.register(CaseAction)

@@ -293,3 +293,26 @@ class SyncCursor(models.Model):
     def __str__(self) -> str:
         return f"{self.name}: {self.height}"
 
+
+
+class TotpDevice(models.Model):
+    """A staff user's authenticator (RFC 6238 TOTP secret) for the admin's second factor.
+
+    ``last_counter`` is the time step of the last accepted code: a code is accepted once
+    (compare-and-set on it), so a code seen over a shoulder cannot be replayed.
+    """
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                                primary_key=True, related_name="console_totp")
+    secret = models.BinaryField(max_length=32)
+    confirmed = models.BooleanField(default=False)
+    last_counter = models.BigIntegerField(default=-1)
+    created_at = models.DateTimeField()
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["user"]
+        verbose_name = "TOTP device"
+
+    def __str__(self) -> str:
+        return f"TOTP for user {self.user_id} ({'confirmed' if self.confirmed else 'pending'})"

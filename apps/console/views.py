@@ -283,3 +283,60 @@ def offender_operation(request: HttpRequest, kind: str, value: str,
         messages.error(request, f"Refused ({error.problem.value}): {error}")
     return redirect(reverse("admin:console_offender", args=[kind, value]))
 
+
+
+# --- second factor ---------------------------------------------------------------------------
+
+
+def staff_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Signed-in active staff, second factor or not (the enrollment page must be reachable
+    by someone who still has to enroll)."""
+
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        user = request.user
+        if not (user.is_active and user.is_staff):
+            return redirect(f"{reverse('admin:login')}?next={request.path}")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+def second_factor(request: HttpRequest, model_admin: ModelAdmin[Case]) -> HttpResponse:
+    """Enroll, confirm or remove this user's authenticator."""
+    from apps.console import second_factor as factor
+    from apps.console.models import TotpDevice
+    from apps.console.totp import base32, provisioning_uri
+
+    user = request.user
+    if request.method == "POST":
+        step = request.POST.get("step", "")
+        try:
+            if step == "start":
+                factor.do_start_enrollment(acting_user=user)
+            elif step == "confirm":
+                if not factor.verify_code(user, request.POST.get("code", ""), confirming=True):
+                    raise ConsoleError(ConsoleProblem.BAD_INPUT, "that code is not valid; "
+                                       "check the device's clock and try the next one")
+                request.session[factor.SESSION_KEY] = True
+                messages.success(request, "Two-factor login is on for your account.")
+                return redirect(reverse("admin:index"))
+            elif step == "remove":
+                factor.do_remove_device(acting_user=user,
+                                        code=request.POST.get("code", ""))
+                request.session.pop(factor.SESSION_KEY, None)
+                messages.success(request, "Your authenticator was removed.")
+            else:
+                raise ConsoleError(ConsoleProblem.BAD_INPUT, "unknown step")
+        except ConsoleError as error:
+            messages.error(request, str(error))
+        return redirect(reverse("admin:console_2fa"))
+    device = TotpDevice.objects.filter(pk=user.pk).first()
+    pending = device is not None and not device.confirmed
+    context = {**model_admin.admin_site.each_context(request),
+               "title": "Two-factor login", "device": device, "pending": pending,
+               "required": console_config().require_2fa}
+    if pending and device is not None:
+        secret = bytes(device.secret)
+        context.update({"secret": base32(secret), "uri": provisioning_uri(
+            secret, account=user.get_username(), issuer="CyberMesh")})
+    return TemplateResponse(request, "console/second_factor.html", context)
