@@ -170,7 +170,8 @@ class CaseAdmin(_CaseAdminBase):
 
     def changelist_view(self, request: HttpRequest,
                         extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        views.sync_before_view()
+        if self.has_view_permission(request):
+            views.sync_before_view()
         query = request.GET.urlencode()
         context = {**(extra_context or {}),
                    "export_query": query, "can_export": self.has_export_permission(request),
@@ -237,7 +238,8 @@ class CaseAdmin(_CaseAdminBase):
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
                     extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        views.sync_before_view()  # settles the case's transactions committed since
+        if self.has_view_permission(request):
+            views.sync_before_view()  # settles the case's transactions committed since
         case = self.get_object(request, object_id)
         context = dict(extra_context or {})
         if case is not None:

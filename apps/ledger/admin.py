@@ -178,7 +178,13 @@ class BlockAdmin(ReadOnlyAdmin):
             raise Http404("no committed transaction with this id")
         import json
 
+        governance = None
+        if view.row.kind == "governance":
+            from apps.governance.services import transaction_status
+
+            governance = transaction_status(raw).to_json()
         context = {**self.admin_site.each_context(request), "opts": self.opts,
+                   "governance": governance,
                    "title": f"Transaction {tx_id[:16]}\u2026", "view": view, "tx_id": tx_id,
                    "payload_json": json.dumps(view.payload, indent=2, sort_keys=True),
                    "verified": all(check.ok is not False for check in view.checks)}
