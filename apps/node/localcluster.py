@@ -29,8 +29,10 @@ import contextlib
 import hashlib
 import json
 import os
+import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -186,6 +188,29 @@ def _reap() -> None:
             pid, _ = os.waitpid(-1, os.WNOHANG)
             if pid == 0:
                 return
+
+
+def port_block_free(base: int, count: int, host: str = "127.0.0.1") -> bool:
+    for port in range(base, base + count):
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError:
+                return False
+    return True
+
+
+def free_port_base(count: int, *, low: int = 12_000, high: int = 30_000,
+                   rng: random.Random | None = None) -> int:
+    """A base port with ``count`` free ports above it, below Linux's ephemeral range (32768+),
+    so outgoing connections of other programs cannot take them while the cluster starts."""
+    chooser = rng or random.Random()  # noqa: S311 - port choice, not a secret
+    for _ in range(500):
+        base = chooser.randrange(low, high - count)
+        if port_block_free(base, count):
+            return base
+    raise ClusterError("no free block of loopback ports")
 
 
 # --- databases -----------------------------------------------------------------------------

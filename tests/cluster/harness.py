@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import random
-import socket
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -18,28 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from apps.node import localcluster
 from apps.node.localcluster import LocalCluster, last_line
 
 PYTHON = sys.executable
 
 
-def port_block_free(base: int, count: int, host: str = "127.0.0.1") -> bool:
-    for port in range(base, base + count):
-        with socket.socket() as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind((host, port))
-            except OSError:
-                return False
-    return True
-
-
 def free_port_base(count: int, rng: random.Random) -> int:
-    for _ in range(200):
-        base = rng.randrange(20_000, 30_000, 10)
-        if port_block_free(base, count):
-            return base
-    raise RuntimeError("no free block of loopback ports")
+    return localcluster.free_port_base(count, low=20_000, high=30_000, rng=rng)
 
 
 @dataclass
