@@ -79,6 +79,11 @@ if not MEMPOOL_CHAIN_ID and CLUSTER_TOPOLOGY:
     except (OSError, ValueError, AttributeError):
         MEMPOOL_CHAIN_ID = ""
 
+# --- Encryption at rest ---------------------------------------------------------------------
+# AES-256-GCM key files (manage.py keygen --kind aead), current first, then older keys that
+# still decrypt until `manage.py reencrypt` has moved every row to the current one.
+AT_REST_KEYS = env.list("AT_REST_KEYS", default=[])
+
 # --- Ledger and state ---------------------------------------------------------------------
 STATE_SNAPSHOT_INTERVAL = env.int("STATE_SNAPSHOT_INTERVAL", default=100)
 HTTP_PORT = env.int("HTTP_PORT", default=8000)

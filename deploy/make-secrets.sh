@@ -17,5 +17,6 @@ mkdir -p "$SECRETS"
 "$PY" -c 'import json, secrets
 print(json.dumps({"current": "k1", "keys": {"k1": secrets.token_hex(32)}}))' \
   > "$SECRETS/audit_keyring.json"
+"$PY" manage.py keygen --kind aead --label at-rest-1 --out "$SECRETS/at_rest_key.json" >/dev/null
 chmod 600 "$SECRETS"/django_secret_key "$SECRETS"/redis_password "$SECRETS"/audit_keyring.json
 echo "make-secrets: wrote $SECRETS (keep it out of version control; it is in .gitignore)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -37,7 +38,7 @@ def run_check(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
 
 
 def error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
-    return [line for line in result.stderr.splitlines() if "(cybermesh.E" in line]
+    return [line for line in result.stderr.splitlines() if re.search(r"\(\w+\.E\d+\)", line)]
 
 
 def test_development_defaults_pass(tmp_path: Path) -> None:
@@ -67,15 +68,22 @@ def test_a_safe_production_configuration_starts(tmp_path: Path) -> None:
     audit_key = tmp_path / "audit.keyring"
     node_key.write_text("{}")
     audit_key.write_text(json.dumps({"current": "k1", "keys": {"k1": "ab" * 32}}))
+    producers = tmp_path / "producers.json"
+    producers.write_text('{"producers": []}')
+    at_rest_key = tmp_path / "at-rest.key"
+    subprocess.run([sys.executable, "manage.py", "keygen", "--kind", "aead", "--out",
+                    str(at_rest_key)], cwd=ROOT, check=True, capture_output=True, timeout=60)
     for path in (node_key, audit_key):
         path.chmod(0o600)
     result = run_check(
         tmp_path, CYBERMESH_ENV="production", SECRET_KEY="s" * 64,
         ALLOWED_HOSTS="node-0.example", ALLOWED_IPS="10.0.0.0/8",
         CLUSTER_TOPOLOGY=str(genesis), NODE_KEY_PATH=str(node_key),
-        AUDIT_SIGNING_KEY=str(audit_key),
+        AUDIT_SIGNING_KEY=str(audit_key), AT_REST_KEYS=str(at_rest_key),
+        MEMPOOL_PRODUCERS_PATH=str(producers),
         DATABASE_URL="postgres://postgres@127.0.0.1:5432/cybermesh")
     assert error_lines(result) == [], result.stderr
+    assert result.returncode == 0, result.stderr
 
 
 def test_a_malformed_audit_keyring_is_refused_in_production(tmp_path: Path) -> None:
