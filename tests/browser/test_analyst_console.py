@@ -79,6 +79,16 @@ def test_analyst_confirms_evidence_and_the_offender_is_quarantined_through_conse
     assert "manual" in page.locator("#quarantine-history").inner_text()
     shot(page, "4-offender-quarantined")
 
+    # The ledger explorer shows the block that carried the decision, verified from its rows.
+    page.click("#console-nav >> text=Ledger")
+    page.click(f"#result_list a:text-is('{chain.height}')")
+    assert page.locator("#verification-status").text_content() == "verified"
+    shot(page, "7-ledger-block")
+    page.click(f"a:has-text('{tx_id.hex()}')")
+    assert page.locator("#verification-status").text_content() == "verified"
+    assert '"operation": "quarantine"' in page.locator("#tx-payload").inner_text()
+    shot(page, "8-ledger-transaction")
+
 
 def test_dashboard_charts_render_and_the_live_feed_shows_new_blocks(
         chain: LiveChain, analyst: User, asgi_server: str, browser_page: Any) -> None:
