@@ -42,3 +42,31 @@ def test_sync_reads_to_the_tip_and_resubmit_admits_signed_actions(
     (step,) = run("sync")
     assert step["settled"] == 1
     assert CaseAction.objects.get().status == ActionStatus.COMMITTED
+
+
+def test_follow_mode_resubmits_only_stale_signed_actions(
+        chain: LiveChain, analyst: User, mempool: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.console.management.commands.console import STALE_SIGNED_SECONDS, Command
+
+    chain.commit([chain.event("192.0.2.11", severity=9).wire,
+                  chain.event("192.0.2.12", severity=9).wire])
+    run("sync")
+    monkeypatch.setattr("apps.console.services.submit_actions", lambda *a, **k: [])
+    for case in Case.objects.all():
+        do_confirm(case_id=case.pk, acting_user=analyst)
+    monkeypatch.undo()
+    old = CaseAction.objects.order_by("requested_at").first()
+    assert old is not None
+    CaseAction.objects.filter(pk=old.pk).update(
+        requested_at=timezone.now() - timedelta(seconds=STALE_SIGNED_SECONDS + 5))
+
+    command = Command(stdout=io.StringIO())
+    command._resubmit_stale(as_json=True)
+
+    statuses = dict(CaseAction.objects.values_list("pk", "status"))
+    assert statuses.pop(old.pk) == ActionStatus.PENDING
+    assert list(statuses.values()) == [ActionStatus.SIGNED]  # a live web process's, left alone

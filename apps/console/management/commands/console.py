@@ -12,16 +12,20 @@ from __future__ import annotations
 import json
 import signal
 import time
+from datetime import timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError, close_old_connections
+from django.utils import timezone
 
 from apps.console.actions import settle_actions, submit_actions
 from apps.console.choices import ActionStatus
 from apps.console.models import CaseAction
 from apps.console.projection import do_sync_to_tip
 from cybermesh.db import TransactionRetryExhausted
+
+STALE_SIGNED_SECONDS = 30
 
 
 class Command(BaseCommand):
@@ -76,9 +80,23 @@ class Command(BaseCommand):
                     f"{result.settled} actions settled", as_json=as_json)
             if not follow or stopping:
                 return
+            self._resubmit_stale(as_json=as_json)
             time.sleep(interval)
             if stopping:
                 return
+
+    def _resubmit_stale(self, *, as_json: bool) -> None:
+        """Signed actions older than STALE_SIGNED_SECONDS were left by a web process that
+        died between recording and admitting them (admission is idempotent, so a slow one
+        racing us is harmless: the first compare-and-set wins)."""
+        cutoff = timezone.now() - timedelta(seconds=STALE_SIGNED_SECONDS)
+        stale = list(CaseAction.objects.filter(status=ActionStatus.SIGNED,
+                                               requested_at__lt=cutoff)
+                     .order_by("requested_at").values_list("id", flat=True)[:100])
+        if stale:
+            results = submit_actions(stale)
+            self._report({"resubmitted": len(results)},
+                         f"resubmitted {len(results)} stale signed action(s)", as_json=as_json)
 
     def _resubmit(self, *, as_json: bool) -> None:
         signed = list(CaseAction.objects.filter(status=ActionStatus.SIGNED)
