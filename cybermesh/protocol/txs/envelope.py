@@ -96,8 +96,10 @@ def _public_key(raw: bytes) -> PublicKey:
     return PublicKey.from_bytes(raw)
 
 
+@lru_cache(maxsize=256)
 def tx_domain(kind: TxKind, chain_id: str, version: int = TX_VERSION) -> Domain:
-    """The signature domain of a transaction kind on a chain."""
+    """The signature domain of a transaction kind on a chain. Cached (bounded): a node sees
+    one chain and five kinds, and a Domain is immutable, so the cache cannot change a result."""
     return Domain(kind.domain_kind, chain_id, version)
 
 
@@ -121,6 +123,13 @@ class Transaction:
     wire: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        self._check_fields()
+        body = encode([self.version, self.kind.value, self.chain_id, self.producer_id,
+                       self.nonce, self.created_at_ms, self.public_key,
+                       self.payload.to_cbor()])
+        self._seal(body, encode([body, self.signature]))
+
+    def _check_fields(self) -> None:
         if self.version != TX_VERSION or type(self.version) is not int:
             raise TxRejected(_R.UNSUPPORTED_VERSION, f"version {self.version!r} is not "
                              f"{TX_VERSION}", "version")
@@ -139,15 +148,15 @@ class Transaction:
         checks: _PayloadChecks = self.payload
         checks.check_envelope(self.producer_id, self.created_at_ms)
         expect_bytes(self.signature, "signature", 64, _R.BAD_SIGNATURE)
-        body = encode([self.version, self.kind.value, self.chain_id, self.producer_id,
-                       self.nonce, self.created_at_ms, self.public_key,
-                       self.payload.to_cbor()])
+
+    def _seal(self, body: bytes, wire: bytes) -> None:
+        """Set the signed body, the id and the wire bytes (``wire`` encodes ``[body, sig]``)."""
         if len(body) + 80 > KIND_MAX_BYTES[self.kind]:
             raise TxRejected(_R.TOO_LARGE, f"{self.kind.value} body of {len(body)} bytes "
                              f"exceeds the {KIND_MAX_BYTES[self.kind]}-byte cap", "payload")
         object.__setattr__(self, "body", body)
         object.__setattr__(self, "tx_id", sha256(self.domain.tag() + body))
-        object.__setattr__(self, "wire", encode([body, self.signature]))
+        object.__setattr__(self, "wire", wire)
 
     @property
     def kind(self) -> TxKind:
@@ -231,20 +240,100 @@ def decode_transaction(
     expect_text(chain_id, "chain_id", MAX_CHAIN_ID_BYTES, _R.BAD_CHAIN_ID, _CHAIN_ID)
     if expected_chain_id is not None and chain_id != expected_chain_id:
         raise TxRejected(_R.WRONG_CHAIN, f"for chain {chain_id!r}", "chain_id")
-    transaction = Transaction(
-        chain_id=chain_id,  # type: ignore[arg-type]  # every field checked in __post_init__
+    payload_object = _PAYLOAD_TYPES[kind].from_cbor(payload)
+    transaction = _received_transaction(
+        chain_id=chain_id,  # type: ignore[arg-type]  # every field checked in _check_fields
         producer_id=producer_id,  # type: ignore[arg-type]
         nonce=nonce,  # type: ignore[arg-type]
         created_at_ms=created_at_ms,  # type: ignore[arg-type]
         public_key=public_key,  # type: ignore[arg-type]
-        payload=_PAYLOAD_TYPES[kind].from_cbor(payload),
+        payload=payload_object,
         signature=signature,
         version=version,
+        received=(data, body_bytes, payload, kind),
     )
-    if transaction.body != body_bytes:
-        # The id and the signature must cover the received bytes; a schema whose to_cbor did
-        # not reproduce its input exactly would otherwise change the id silently.
-        raise TxRejected(_R.MALFORMED_ENCODING, "body does not re-encode identically")
     if verify:
         transaction.verify_signature()
     return transaction
+
+
+def _received_transaction(
+    *, chain_id: str, producer_id: str, nonce: int, created_at_ms: int, public_key: bytes,
+    payload: Payload, signature: bytes, version: int,
+    received: tuple[bytes, bytes, CborValue, TxKind],
+) -> Transaction:
+    """The transaction of strictly decoded wire bytes, checked like the constructor checks.
+
+    The id and the signature must cover the received bytes, so the schema objects must encode
+    back to exactly ``body_bytes`` (a schema whose ``to_cbor`` lost or changed something would
+    otherwise change the id silently). The envelope fields are the decoded objects themselves
+    and the decoder accepts only canonical bytes, so that holds if and only if the payload's
+    ``to_cbor()`` has the same canonical encoding as the decoded payload value; and the wire
+    bytes, canonical too, are the encoding of ``[body_bytes, signature]``. The payload check is
+    a structural comparison (:func:`_same_encoding`) instead of a re-encoding; wherever it
+    cannot decide, the transaction is built and compared the original way.
+    """
+    data, body_bytes, payload_value, kind = received
+    transaction: Transaction = object.__new__(Transaction)
+    for name, value in (("chain_id", chain_id), ("producer_id", producer_id),
+                        ("nonce", nonce), ("created_at_ms", created_at_ms),
+                        ("public_key", public_key), ("payload", payload),
+                        ("signature", signature), ("version", version)):
+        object.__setattr__(transaction, name, value)
+    transaction._check_fields()
+    if payload.KIND is kind and _same_encoding(payload.to_cbor(), payload_value) is True:
+        transaction._seal(body_bytes, data)
+        return transaction
+    transaction = Transaction(chain_id=chain_id, producer_id=producer_id, nonce=nonce,
+                              created_at_ms=created_at_ms, public_key=public_key,
+                              payload=payload, signature=signature, version=version)
+    if transaction.body != body_bytes:
+        raise TxRejected(_R.MALFORMED_ENCODING, "body does not re-encode identically")
+    return transaction
+
+
+def _same_encoding(  # noqa: PLR0911, PLR0912 -- one exit per CBOR type
+    value: object, decoded: CborValue
+) -> bool | None:
+    """Whether ``encode(value) == encode(decoded)``, for ``decoded`` from the strict decoder.
+
+    Exact types only, mirroring the encoder: ``bool`` is not ``int`` (``True`` encodes as
+    ``0xf5``, ``1`` as ``0x01``) although Python says ``True == 1``; a tuple encodes like a
+    list; a map's encoding depends on its keys and values, not on their order. ``True`` only
+    when the encodings are surely equal; ``None`` ("cannot tell") for anything else the encoder
+    accepts (enums and other subclasses, bytearray, other mappings and sequences, bool map
+    keys), and ``False`` where they differ. The caller re-encodes on anything but ``True``.
+    """
+    value_type = type(value)
+    if value_type is str or value_type is int or value_type is bytes or value_type is bool:
+        return type(decoded) is value_type and value == decoded
+    if value is None:
+        return decoded is None
+    if type(value) is dict:
+        if type(decoded) is not dict or len(value) != len(decoded):
+            return False
+        for key, element in value.items():
+            key_type = type(key)
+            if key_type is not str and key_type is not int and key_type is not bytes:
+                return None
+            if key not in decoded:
+                return False
+            other = decoded[key]
+            element_type = type(element)
+            if element_type is str or element_type is int or element_type is bytes:
+                if type(other) is not element_type or other != element:  # (inlined scalar)
+                    return False
+                continue
+            same = _same_encoding(element, other)
+            if same is not True:
+                return same
+        return True
+    if type(value) is list or type(value) is tuple:
+        if type(decoded) is not list or len(value) != len(decoded):
+            return False
+        for element, decoded_element in zip(value, decoded, strict=True):
+            same = _same_encoding(element, decoded_element)
+            if same is not True:
+                return same
+        return True
+    return None
