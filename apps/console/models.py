@@ -212,6 +212,7 @@ class CaseAction(models.Model):
 
     class Meta:
         ordering = ["-requested_at", "id"]
+        verbose_name = "signed policy action"
         indexes = [
             models.Index(fields=["status", "requested_at"], name="console_action_status_idx"),
             models.Index(fields=["entity_kind", "entity_value"],
