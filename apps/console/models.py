@@ -299,13 +299,16 @@ class SyncCursor(models.Model):
 class TotpDevice(models.Model):
     """A staff user's authenticator (RFC 6238 TOTP secret) for the admin's second factor.
 
-    ``last_counter`` is the time step of the last accepted code: a code is accepted once
-    (compare-and-set on it), so a code seen over a shoulder cannot be replayed.
+    The secret is sealed at rest (``apps.keys``: AES-256-GCM under ``AT_REST_KEYS``, bound to
+    purpose ``console-totp`` and this user), so a database dump does not hand out second
+    factors. ``last_counter`` is the time step of the last accepted code: a code is accepted
+    once (compare-and-set on it), so a code seen over a shoulder cannot be replayed.
     """
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
                                 primary_key=True, related_name="console_totp")
-    secret = models.BinaryField(max_length=32)
+    sealed_secret = models.ForeignKey("keys.SealedPayload", on_delete=models.PROTECT,
+                                      related_name="+")
     confirmed = models.BooleanField(default=False)
     last_counter = models.BigIntegerField(default=-1)
     created_at = models.DateTimeField()

@@ -33,10 +33,26 @@ from apps.console import totp
 from apps.console.config import console_config
 from apps.console.errors import ConsoleError, ConsoleProblem
 from apps.console.models import TotpDevice
+from apps.keys.errors import SealedPayloadError
+from apps.keys.models import SealedPayload
+from apps.keys.services import open_payload, seal_payload
 from cybermesh.db import run_serializable
+from cybermesh.logging import get_logger
 
+logger = get_logger(__name__)
 SESSION_KEY = "console_2fa_verified"
 ISSUER = "CyberMesh"
+SEAL_PURPOSE = "console-totp"
+
+
+def _seal_context(user_pk: Any) -> str:
+    return f"user:{user_pk}"
+
+
+def device_secret(device: TotpDevice) -> bytes:
+    """The device's secret, opened with the at-rest keyring (purpose and owner checked)."""
+    return open_payload(device.sealed_secret, purpose=SEAL_PURPOSE,
+                        context=_seal_context(device.user_id))
 
 
 def _now_s() -> int:
@@ -65,11 +81,16 @@ def do_start_enrollment(*, acting_user: Any) -> TotpDevice:
         if device is not None and device.confirmed:
             raise ConsoleError(ConsoleProblem.BAD_TRANSITION,
                                "a device is already confirmed; remove it first")
+        sealed = seal_payload(purpose=SEAL_PURPOSE, plaintext=totp.new_secret(),
+                              context=_seal_context(acting_user.pk))
+        previous = device.sealed_secret_id if device is not None else None
         if device is None:
             device = TotpDevice(user=acting_user, created_at=timezone.now())
-        device.secret, device.last_counter = totp.new_secret(), -1
+        device.sealed_secret, device.last_counter = sealed, -1
         device.created_at = timezone.now()
         device.save()
+        if previous is not None:
+            SealedPayload.objects.filter(id=previous).delete()
         _audit("enroll", acting_user, Outcome.SUCCESS)
         return device
 
@@ -82,10 +103,15 @@ def verify_code(user: Any, code: str, *, confirming: bool = False,
     ``confirming``, for the unconfirmed device, which it confirms."""
 
     def run() -> bool:
-        device = (TotpDevice.objects.select_for_update()
+        device = (TotpDevice.objects.select_for_update().select_related("sealed_secret")
                   .filter(user_id=user.pk, confirmed=not confirming).first())
-        counter = None if device is None else totp.match(
-            bytes(device.secret), code, now_s(), after_counter=device.last_counter)
+        try:
+            secret = None if device is None else device_secret(device)
+        except SealedPayloadError as error:  # a lost or wrong at-rest key: no code can match
+            logger.error("console.2fa.secret_unavailable", problem=error.problem.value)
+            secret = None
+        counter = None if device is None or secret is None else totp.match(
+            secret, code, now_s(), after_counter=device.last_counter)
         if device is None or counter is None:
             _audit("confirm" if confirming else "verify", user, Outcome.FAILURE)
             return False
@@ -105,7 +131,11 @@ def do_remove_device(*, acting_user: Any, code: str) -> None:
         raise ConsoleError(ConsoleProblem.PERMISSION, "the code is not valid")
 
     def run() -> None:
-        TotpDevice.objects.filter(user_id=acting_user.pk).delete()
+        device = TotpDevice.objects.filter(user_id=acting_user.pk).first()
+        if device is not None:
+            sealed = device.sealed_secret_id
+            device.delete()
+            SealedPayload.objects.filter(id=sealed).delete()
         _audit("remove", acting_user, Outcome.SUCCESS)
 
     run_serializable(run, operation="console.2fa.remove")

@@ -336,7 +336,7 @@ def second_factor(request: HttpRequest, model_admin: ModelAdmin[Case]) -> HttpRe
                "title": "Two-factor login", "device": device, "pending": pending,
                "required": console_config().require_2fa}
     if pending and device is not None:
-        secret = bytes(device.secret)
+        secret = factor.device_secret(device)
         context.update({"secret": base32(secret), "uri": provisioning_uri(
             secret, account=user.get_username(), issuer="CyberMesh")})
     return TemplateResponse(request, "console/second_factor.html", context)

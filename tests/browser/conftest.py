@@ -17,6 +17,7 @@ import pytest
 
 from tests.console.conftest import (  # noqa: F401  (fixtures shared with the console tests)
     analyst,
+    at_rest_key,
     audit_keyring,
     chain,
     console_key,

@@ -35,6 +35,21 @@ def audit_keyring(settings: Any, tmp_path: Path) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def at_rest_key(settings: Any, tmp_path: Path) -> Iterator[Path]:
+    """The at-rest key that seals TOTP secrets (never the development key under var/)."""
+    from apps.keys.keyring import clear_cache
+    from cybermesh.keyfiles import generate_aead_key
+
+    path = tmp_path / "keys" / "at-rest.json"
+    path.parent.mkdir(exist_ok=True)
+    generate_aead_key(path, key_id_label="console-test")
+    settings.AT_REST_KEYS = [str(path)]
+    clear_cache()
+    yield path
+    clear_cache()
+
+
 @pytest.fixture
 def console_key(settings: Any, tmp_path: Path) -> SigningKey:
     path = tmp_path / "keys" / "console-producer.json"

@@ -15,6 +15,9 @@ from django.utils import timezone
 from apps.audit.models import AuditEntry
 from apps.console import totp
 from apps.console.models import TotpDevice
+from apps.console.second_factor import SEAL_PURPOSE, device_secret
+from apps.keys.models import SealedPayload
+from apps.keys.services import seal_payload
 from tests.console.conftest import PASSWORD
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -31,7 +34,8 @@ def log_in(client: Client, user: User, code: str = "") -> Any:
 
 @pytest.fixture
 def enrolled(analyst: User) -> User:
-    TotpDevice.objects.create(user=analyst, secret=SECRET, confirmed=True,
+    sealed = seal_payload(purpose=SEAL_PURPOSE, plaintext=SECRET, context=f"user:{analyst.pk}")
+    TotpDevice.objects.create(user=analyst, sealed_secret=sealed, confirmed=True,
                               created_at=timezone.now(), confirmed_at=timezone.now())
     return analyst
 
@@ -68,12 +72,27 @@ def test_required_2fa_sends_unenrolled_staff_to_enroll(analyst: User, settings: 
     client.post(reverse("admin:console_2fa"), {"step": "start"})
     page = client.get(reverse("admin:console_2fa")).content.decode()
     device = TotpDevice.objects.get(user=analyst)
-    assert totp.base32(bytes(device.secret)) in page and not device.confirmed
+    secret = device_secret(device)
+    assert totp.base32(secret) in page and not device.confirmed
+    sealed = SealedPayload.objects.get(id=device.sealed_secret_id)
+    assert secret not in bytes(sealed.ciphertext)  # sealed at rest, not stored as it is
     client.post(reverse("admin:console_2fa"), {"step": "confirm", "code": "not-a-code"})
     assert not TotpDevice.objects.get(user=analyst).confirmed
     confirmed = client.post(reverse("admin:console_2fa"), {
-        "step": "confirm", "code": totp.totp(bytes(device.secret), int(time.time()))})
+        "step": "confirm", "code": totp.totp(secret, int(time.time()))})
 
     assert confirmed.status_code == 302 and TotpDevice.objects.get(user=analyst).confirmed
     assert client.get(reverse(QUEUE)).status_code == 200
     assert AuditEntry.objects.filter(action="console.2fa.confirm", outcome="success").exists()
+
+
+def test_a_secret_bound_to_another_user_is_refused(enrolled: User, second_analyst: User) -> None:
+    """A device row pointed at someone else's sealed secret opens nothing (the seal names
+    its owner), so no code can pass."""
+    other = seal_payload(purpose=SEAL_PURPOSE, plaintext=SECRET,
+                         context=f"user:{second_analyst.pk}")
+    TotpDevice.objects.filter(user=enrolled).update(sealed_secret=other)
+
+    refused = log_in(Client(), enrolled, totp.totp(SECRET, int(time.time())))
+
+    assert refused.status_code == 200
