@@ -82,7 +82,6 @@ from cybermesh.protocol.consensus.messages import (
     Heartbeat,
     Message,
     Proposal,
-    QuorumCert,
     SyncRequest,
     SyncResponse,
     Timeout,
@@ -279,6 +278,12 @@ class NodeRuntime:
             if core.stats.dropped > dropped_before:
                 out.penalize.append((event.sender, PenaltyReason.INVALID_MESSAGE))
             self._note_progress(event, out)
+        if out.ledger_sync_from is not None or time.monotonic() < self._sync_outstanding_until:
+            # Far behind: the ledger catch-up fetches the committed blocks (with their commit
+            # proof, in frame-sized batches); the core's own block fetches would only ask the
+            # same peers for the same blocks again.
+            out.sends = [(peer, message) for peer, message in out.sends
+                         if not isinstance(message, SyncRequest)]
         if core.view > view_before and core.highest_qc.view < core.view - 1:
             VIEW_CHANGES.labels(self.node_id).inc()
             self.log.info("view change", view=core.view, highest_qc_view=core.highest_qc.view,
@@ -308,15 +313,17 @@ class NodeRuntime:
         self._recorded_qc = (qc.epoch, qc.view)
 
     def _note_progress(self, event: MessageReceived, out: Outbound) -> None:
-        message = event.message
-        qc: QuorumCert | None = None
-        if isinstance(message, Proposal):
-            qc = message.block.qc
-        if qc is None:
-            return
-        self._seen_qc_height = max(self._seen_qc_height, qc.height)
+        """Switch to ledger catch-up when the network is far ahead of our ledger.
+
+        Judged on the core's highest QC (verified: proposals, timeouts and certificates all
+        raise it), so a peer cannot make us sync by claiming a height; we ask the peer whose
+        message showed us the gap.
+        """
         assert self.core is not None  # noqa: S101
-        if qc.height > self.core.committed.height + self.config.catchup_lag:
+        qc = self.core.highest_qc
+        self._seen_qc_height = max(self._seen_qc_height, qc.height)
+        if event.sender != self.node_id and \
+                qc.height > self.core.committed.height + self.config.catchup_lag:
             out.ledger_sync_from = (event.sender, self.core.committed.height + 1)
 
     def _release_guard(self) -> None:
