@@ -9,5 +9,6 @@ class CyberMeshConfig(AppConfig):
 
     def ready(self) -> None:
         from cybermesh import checks  # noqa: F401  (registers the checks)
+
         # Configure the Celery app before any task is enqueued from this process.
         from cybermesh.celery import app  # noqa: F401

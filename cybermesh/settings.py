@@ -84,6 +84,19 @@ if not MEMPOOL_CHAIN_ID and CLUSTER_TOPOLOGY:
 # still decrypt until `manage.py reencrypt` has moved every row to the current one.
 AT_REST_KEYS = env.list("AT_REST_KEYS", default=[])
 
+# --- Analyst console -----------------------------------------------------------------------
+# Analyst actions that change shared state are signed policy transactions: the web process
+# signs them with this producer key (allowlisted in MEMPOOL_PRODUCERS_PATH, kind "policy").
+CONSOLE_SIGNING_KEY_PATH = env.str("CONSOLE_SIGNING_KEY_PATH", default="")
+CONSOLE_PRODUCER_ID = env.str("CONSOLE_PRODUCER_ID", default="soc-console")
+CONSOLE_SLA_HOURS = env.dict("CONSOLE_SLA_HOURS", cast={"value": int}, default={})
+CONSOLE_CASE_MIN_SEVERITY = env.int("CONSOLE_CASE_MIN_SEVERITY", default=7)
+CONSOLE_QUARANTINE_HOURS = env.int("CONSOLE_QUARANTINE_HOURS", default=24)
+CONSOLE_SYNC_BATCH_BLOCKS = env.int("CONSOLE_SYNC_BATCH_BLOCKS", default=500)
+CONSOLE_SYNC_ON_VIEW = env.bool("CONSOLE_SYNC_ON_VIEW", default=True)
+CONSOLE_LIVE_POLL_MS = env.int("CONSOLE_LIVE_POLL_MS", default=1000)
+CONSOLE_REQUIRE_2FA = env.bool("CONSOLE_REQUIRE_2FA", default=False)
+
 # --- Ledger and state ---------------------------------------------------------------------
 STATE_SNAPSHOT_INTERVAL = env.int("STATE_SNAPSHOT_INTERVAL", default=100)
 HTTP_PORT = env.int("HTTP_PORT", default=8000)

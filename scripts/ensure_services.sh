@@ -52,3 +52,8 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; then
     --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log
   wait_for Redis sh -c 'redis-cli -h 127.0.0.1 -p 6379 ping | grep -q PONG'
 fi
+
+# --- Chromium (browser tests drive Debian's chromium through Playwright) ----------------------
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  apt_install chromium chromium-driver
+fi

@@ -73,4 +73,5 @@ def sync_roles(apps: Any) -> None:
         group, _ = group_model.objects.get_or_create(name=role.value)
         permissions = permission_model.objects.filter(
             content_type=content_type, codename__in=[c.value for c in capabilities])
-        group.permissions.set(permissions)
+        # add, never set: other apps (the console) grant their own permissions to these groups.
+        group.permissions.add(*permissions)
