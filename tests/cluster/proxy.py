@@ -136,3 +136,7 @@ class LinkProxy:
             client.transport.abort()
             upstream.transport.abort()
         self._links.clear()
+        others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
