@@ -24,6 +24,7 @@ half of that ceiling.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import statistics
@@ -93,12 +94,15 @@ class MemorySampler(threading.Thread):
                     self.peak[name] = max(self.peak.get(name, 0.0), rss_mb(record.pid))
 
 
-def start_cluster(root: Path) -> LocalCluster:
+def make_cluster(root: Path) -> LocalCluster:
     base = free_port_base(3 * VALIDATORS + 10)
-    cluster = LocalCluster(root, validators=VALIDATORS, p2p_base_port=base,
-                           http_base_port=base + 10, server_url=SERVER_URL,
-                           database_prefix=f"cmbench_{uuid.uuid4().hex[:8]}",
-                           extra_env={"LOG_LEVEL": "WARNING", "ALLOWED_IPS": "127.0.0.0/8"})
+    return LocalCluster(root, validators=VALIDATORS, p2p_base_port=base,
+                        http_base_port=base + 10, server_url=SERVER_URL,
+                        database_prefix=f"cmbench_{uuid.uuid4().hex[:8]}",
+                        extra_env={"LOG_LEVEL": "WARNING", "ALLOWED_IPS": "127.0.0.0/8"})
+
+
+def start_cluster(cluster: LocalCluster) -> None:
     cluster.init()
     cluster.prepare_databases()
     for index in range(VALIDATORS):
@@ -107,7 +111,6 @@ def start_cluster(root: Path) -> LocalCluster:
                                  for v in cluster.node_views()),
                      timeout_s=60, what="4 connected validators",
                      watch=[f"node-{i}" for i in range(VALIDATORS)])
-    return cluster
 
 
 def run_phase(cluster: LocalCluster, root: Path, rate: int, seed: int) -> dict[str, Any]:
@@ -166,15 +169,14 @@ def main() -> None:
     cores = os.cpu_count() or 1
     ceiling = statistics.median(verify) * cores / VALIDATORS
     root = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
-    cluster = start_cluster(root)
+    cluster = make_cluster(root)
     sampler = MemorySampler(cluster)
-    sampler.start()
-    import json
-
-    genesis = json.loads(cluster.genesis_path.read_text())
-    cluster.save_state(chain_id=genesis["chain_id"])
     phases = []
     try:
+        start_cluster(cluster)
+        sampler.start()
+        genesis = json.loads(cluster.genesis_path.read_text())
+        cluster.save_state(chain_id=genesis["chain_id"])
         for number, rate in enumerate(LOADS):
             phase = run_phase(cluster, root, rate, seed=1000 + number)
             phases.append(phase)
@@ -189,7 +191,8 @@ def main() -> None:
         sampler.stopping.set()
         for record in cluster.processes.records():
             cluster.processes.kill(record.name)
-        cluster.drop_databases()
+        if cluster.initialized():
+            cluster.drop_databases()
         shutil.rmtree(root, ignore_errors=True)
     peak = max(phases, key=lambda p: p["tx_per_s"])
     report.add(figure("committed tx/s at peak (4 validators)", "tx/s", [peak["tx_per_s"]],
