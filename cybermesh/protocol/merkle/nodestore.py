@@ -20,7 +20,7 @@ encodings (:meth:`NodeKey.encode`, :func:`node_to_wire`) so every backend stores
 from __future__ import annotations
 
 import enum
-from collections.abc import Collection, Iterable, KeysView, Mapping, Sequence
+from collections.abc import Collection, Iterable, KeysView, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol, TypeAlias
 
@@ -296,9 +296,15 @@ class StagedNodeReader:
         return node if node is not None else self._base.get_node(node_key)
 
     def get_nodes(self, node_keys: Collection[NodeKey]) -> Mapping[NodeKey, Node]:
-        staged = self._staged
-        found = {key: staged[key] for key in node_keys if key in staged}
-        missing: Sequence[NodeKey] = [key for key in node_keys if key not in found]
+        staged_get = self._staged.get
+        found: dict[NodeKey, Node] = {}
+        missing: list[NodeKey] = []
+        for key in node_keys:
+            node = staged_get(key)
+            if node is None:
+                missing.append(key)
+            else:
+                found[key] = node
         if missing:
             found.update(self._base.get_nodes(missing))
         return found

@@ -16,6 +16,7 @@ it never writes. Any version whose nodes are retained can be read and proved.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from operator import itemgetter
 
 from cybermesh.protocol.merkle.errors import MerkleError, MerkleErrorReason
 from cybermesh.protocol.merkle.nodestore import (
@@ -48,7 +49,7 @@ def _sorted_updates(updates: Mapping[bytes, bytes | None]) -> list[_Update]:
         if value is not None and not isinstance(value, bytes):
             raise MerkleError(_R.INVALID_VALUE, "values must be bytes, or None to delete")
         checked.append((int.from_bytes(key, "big"), key, value))
-    checked.sort()  # by key integer: keys are unique, so the tuples never compare further
+    checked.sort(key=itemgetter(0))  # by key integer (keys are unique)
     return checked
 
 
