@@ -48,6 +48,12 @@ P2P_TOPICS = env.dict("P2P_TOPICS", default={
     "blocksync": "consensus/blocksync",
 })
 P2P_MAX_MESSAGE_SIZE = env.int("P2P_MAX_MESSAGE_SIZE", default=4 * 1024 * 1024)
+# Dial peers from this local address (multi-homed hosts; the partition tests use 127.0.0.x).
+P2P_DIAL_SOURCE_HOST = env.str("P2P_DIAL_SOURCE_HOST", default="")
+# Behind by more than this many blocks: catch up through the ledger instead of consensus sync.
+NODE_CATCHUP_LAG = env.int("NODE_CATCHUP_LAG", default=16)
+# Tests only: a file where the worker journals every verified vote it receives.
+NODE_VOTE_JOURNAL = env.str("NODE_VOTE_JOURNAL", default="")
 ALLOWED_IPS = env.list("ALLOWED_IPS", default=[] if PRODUCTION else ["127.0.0.1/32", "::1/128"])
 TRUSTED_P2P_PEERS = env.list("TRUSTED_P2P_PEERS", default=[])
 
