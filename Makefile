@@ -39,9 +39,13 @@ typecheck: install
 migrations-check: install
 	$(PY) manage.py makemigrations --check --dry-run
 
+# Two cores: the in-process suite runs on two xdist workers (each with its own test database
+# and Kafka broker); the cluster and browser tests start real processes and run on their own.
 test: install services lint typecheck migrations-check
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
-	  $(PY) -m pytest -p no:cacheprovider -q
+	  $(PY) -m pytest -p no:cacheprovider -q -n 2 -m "not cluster and not browser"
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
+	  $(PY) -m pytest -p no:cacheprovider -q -m "cluster or browser"
 
 test-unit: install
 	$(PY) -m pytest -q -m "unit"
