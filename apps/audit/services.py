@@ -30,7 +30,7 @@ from apps.audit.choices import Outcome
 from apps.audit.keyring import Keyring, Rotation, configured_keyring, configured_keyring_path
 from apps.audit.keyring import rotate_keyring_file as _rotate_keyring_file
 from apps.audit.models import AuditEntry, AuditHead
-from cybermesh.db import run_serializable
+from cybermesh.db import RetryPolicy, run_serializable
 from cybermesh.logging import get_logger
 from cybermesh.protocol.codec import CodecError
 
@@ -42,6 +42,11 @@ MAX_DETAILS_BYTES = 64 * 1024
 MAX_DETAILS_DEPTH = 12
 _INT64_MIN, _UINT64_MAX = -(1 << 63), (1 << 64) - 1
 _FIELD_LIMITS = {"actor": 200, "action": 100, "target": 300, "request_id": 100}
+
+# Every appender writes the same chain head, so concurrent appends serialize on it: under a
+# burst (many request threads auditing at once) a transaction may lose several rounds in a
+# row. Be more patient than the default before giving up.
+APPEND_RETRY_POLICY = RetryPolicy(max_attempts=30, base_delay_s=0.005, max_delay_s=0.25)
 
 
 class AuditInputError(ValueError):
@@ -174,7 +179,7 @@ def record_audit(
                      outcome=outcome, request_id=request_id, details=details)
     if transaction.get_connection().in_atomic_block:
         return append()
-    return run_serializable(append, operation="record_audit")
+    return run_serializable(append, operation="record_audit", policy=APPEND_RETRY_POLICY)
 
 
 def _mirror_line(path: Path, line: str) -> None:
