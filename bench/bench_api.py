@@ -38,6 +38,7 @@ from urllib.parse import urlparse
 import psycopg
 
 from bench.harness import REPEATS, Report, figure
+from bench.scratch_database import server_admin_connection
 
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/cybermesh_bench"
 BLOCKS = int(os.environ.get("BENCH_API_BLOCKS", "100000"))
@@ -58,10 +59,7 @@ def bench_database_url(url: str) -> str:
 
 
 def _admin(url: str) -> psycopg.Connection[Any]:
-    parsed = urlparse(url)
-    return psycopg.connect(dbname="postgres", user=parsed.username or "postgres",
-                           password=parsed.password, host=parsed.hostname or "127.0.0.1",
-                           port=parsed.port or 5432, autocommit=True)
+    return server_admin_connection(url)
 
 
 def _ensure_database(url: str) -> None:

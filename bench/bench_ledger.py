@@ -31,6 +31,8 @@ from urllib.parse import urlparse
 
 import psycopg
 
+from bench.scratch_database import database_name, server_admin_connection
+
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/cybermesh_bench"
 TARGET_RATIO = 0.5
 TXS_PER_BLOCK = int(os.environ.get("BENCH_LEDGER_TXS_PER_BLOCK", "1000"))
@@ -49,11 +51,7 @@ def bench_database_url(url: str) -> str:
 
 
 def _admin_connection(url: str) -> tuple[psycopg.Connection, str]:
-    parsed = urlparse(url)
-    admin = psycopg.connect(dbname="postgres", user=parsed.username or "postgres",
-                            password=parsed.password, host=parsed.hostname or "127.0.0.1",
-                            port=parsed.port or 5432, autocommit=True)
-    return admin, parsed.path.lstrip("/")
+    return server_admin_connection(url), database_name(url)
 
 
 def _setup_django(url: str) -> None:
