@@ -8,7 +8,7 @@ commits these blocks must reproduce the in-memory roots exactly, or the commit i
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from apps.ledger.payload import compute_tx_root, decode_payload, encode_payload
@@ -177,15 +177,19 @@ def _transactions(rng: random.Random, height: int, now_ms: int, count: int,
     return transactions
 
 
-def executed_chain(builder: ChainBuilder, count: int, *, seed: int,
-                   txs_per_block: int = 6) -> list[CommittedItem]:
-    """Genesis block 0 (the genesis state) and blocks 1..count-1 executed by apply_block.
-    Each header carries the parent's state root from the executor's own in-memory tree."""
+# What a block at ``height`` on top of ``parent`` carries: its time and its transactions.
+BlockContent = Callable[[int, Block], tuple[int, list[Transaction]]]
+
+
+def executed_chain_of(builder: ChainBuilder, count: int,
+                      content: BlockContent) -> list[CommittedItem]:
+    """Genesis block 0 (the genesis state) and blocks 1..count-1 with ``content``, executed by
+    apply_block. Each header carries the parent's state root from the executor's own
+    in-memory tree, so a database that commits them must reproduce those roots."""
     from apps.state.execution import execute_block, genesis_execution
     state = genesis_state(chain_id=builder.chain_id, genesis_time_ms=GENESIS_TIME_MS,
                           validators=builder.validator_set.validators)
     tracker = StateRootTracker(state)
-    rng = random.Random(seed)
     genesis = Block(epoch=0, view=0, height=0, parent_id=ZERO_HASH, proposer="",
                     timestamp_ms=GENESIS_TIME_MS, payload=encode_payload([]),
                     tx_root=compute_tx_root(()), state_root=EMPTY_HASH,
@@ -195,10 +199,7 @@ def executed_chain(builder: ChainBuilder, count: int, *, seed: int,
     items = [CommittedItem(genesis, root_qc, genesis_execution(state), tracker.root())]
     parent, parent_qc = genesis, root_qc
     for height in range(1, count):
-        now_ms = GENESIS_TIME_MS + height * rng.randint(800, 4000)
-        now_ms = max(now_ms, parent.timestamp_ms + 1)
-        transactions = _transactions(rng, height, now_ms, rng.randint(0, txs_per_block),
-                                     builder.chain_id)
+        now_ms, transactions = content(height, parent)
         payload = encode_payload(tx.wire for tx in transactions)
         block = Block(epoch=0, view=height, height=height, parent_id=parent.block_id,
                       proposer=f"v{height % builder.validators}", timestamp_ms=now_ms,
@@ -212,6 +213,20 @@ def executed_chain(builder: ChainBuilder, count: int, *, seed: int,
         items.append(CommittedItem(block, qc, executed.execution, root))
         state, parent, parent_qc = executed.state, block, qc
     return items
+
+
+def executed_chain(builder: ChainBuilder, count: int, *, seed: int,
+                   txs_per_block: int = 6) -> list[CommittedItem]:
+    """A chain of random real transactions (seeded): see :func:`executed_chain_of`."""
+    rng = random.Random(seed)
+
+    def content(height: int, parent: Block) -> tuple[int, list[Transaction]]:
+        now_ms = max(GENESIS_TIME_MS + height * rng.randint(800, 4000),
+                     parent.timestamp_ms + 1)
+        return now_ms, _transactions(rng, height, now_ms, rng.randint(0, txs_per_block),
+                                     builder.chain_id)
+
+    return executed_chain_of(builder, count, content)
 
 
 def replay_into_database(seed: int, blocks: int, *, snapshot_interval: int) -> dict[int, bytes]:
