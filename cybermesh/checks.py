@@ -16,6 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, register
 
+from cybermesh import failpoints
 from cybermesh.protocol.genesis import GenesisError
 from cybermesh.topology import configured_genesis
 
@@ -122,4 +123,7 @@ def check_production_safety(app_configs: Any = None, **kwargs: Any) -> list[Chec
     if settings.KAFKA_SASL_PASSWORD and settings.KAFKA_SECURITY_PROTOCOL != "SASL_SSL":
         problems.append(("E028", "KAFKA_SASL_PASSWORD is set but KAFKA_SECURITY_PROTOCOL is "
                                  "not SASL_SSL: the password would cross the network in clear"))
+    if failpoints.armed():
+        problems.append(("E029", "CYBERMESH_FAILPOINTS is set: fault injection is for crash "
+                                 "tests only"))
     return [Error(message, id=f"cybermesh.{code}") for code, message in problems]

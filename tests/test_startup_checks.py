@@ -51,14 +51,16 @@ def test_production_mode_refuses_every_unsafe_default_one_line_each(tmp_path: Pa
     readable_key.write_text("{}")
     readable_key.chmod(0o644)
     result = run_check(tmp_path, CYBERMESH_ENV="production", DEBUG="true",
-                       NODE_KEY_PATH=str(readable_key))
+                       NODE_KEY_PATH=str(readable_key),
+                       CYBERMESH_FAILPOINTS="ingest.before_offset_commit=pause")
     assert result.returncode != 0
     lines = "\n".join(error_lines(result))
     for expected in ("DEBUG is on in production", "SECRET_KEY is the development default",
                      "ALLOWED_HOSTS is empty", "ALLOWED_IPS is empty",
                      "CLUSTER_TOPOLOGY (the genesis file) is not set",
                      "NODE_KEY_PATH=", "accessible by group or others (mode 0644)",
-                     "AUDIT_SIGNING_KEY is not set", "DATABASE_URL points at SQLite"):
+                     "AUDIT_SIGNING_KEY is not set", "DATABASE_URL points at SQLite",
+                     "CYBERMESH_FAILPOINTS is set"):
         assert expected in lines, f"missing {expected!r} in:\n{result.stderr}"
 
 

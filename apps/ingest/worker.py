@@ -47,6 +47,7 @@ from django.db import DatabaseError, close_old_connections
 from apps.ingest import metrics
 from apps.ingest.dlq import result_headers
 from apps.mempool.admission import AdmissionReason, AdmissionResult, AdmissionStatus
+from cybermesh import failpoints
 from cybermesh.db import TransactionRetryExhausted
 from cybermesh.kafka_config import dlq_topic
 from cybermesh.logging import get_logger
@@ -271,6 +272,7 @@ class IngestWorker:
                                error=f"{type(error).__name__}: {error}"[:300],
                                retry_in_s=round(delay, 3))
                 self._wait_paused(delay)
+        failpoints.hit("ingest.before_offset_commit")  # durable, offsets not yet committed
         self._commit(messages, dispositions)
 
     def _admit(self, messages: list[Message]) -> list[tuple[str, AdmissionResult]]:

@@ -152,20 +152,6 @@ def publish(detectors: list[Detector], bootstrap: str, topics: dict[str, str], c
     return valid, forged
 
 
-def _settled(read: Any, *, quiet_s: float, timeout_s: float) -> int:
-    """Wait until ``read()`` stops changing for ``quiet_s``; return its value."""
-    deadline = time.monotonic() + timeout_s
-    value, since = read(), time.monotonic()
-    while time.monotonic() < deadline:
-        time.sleep(0.1)
-        current = read()
-        if current != value:
-            value, since = current, time.monotonic()
-        elif time.monotonic() - since >= quiet_s:
-            return int(value)
-    raise AssertionError("the value never settled")
-
-
 def test_kill_9_in_the_middle_of_a_batch_loses_nothing_and_duplicates_nothing(
         settings: Any, detectors: list[Detector], node_factory: Any, tmp_path: Path) -> None:
     seed = int(os.environ.get("KILL_TEST_SEED", random.randrange(1 << 30)))
@@ -180,35 +166,24 @@ def test_kill_9_in_the_middle_of_a_batch_loses_nothing_and_duplicates_nothing(
                                     settings=settings, forged_every=8)
         node = node_factory(bootstrap, topics)
 
-        # Kill 1, provably mid-batch: the broker freezes (SIGSTOP) while the node works
-        # through its backlog (prefetched into its local queue). The node admits the batch in
-        # hand (the database is fine), then waits for the frozen broker to acknowledge the
-        # batch's dead letters, before any offset commit; it is killed there. (Freezing while
-        # a commit is already on the wire lets the broker apply it on SIGCONT: try again.)
+        # Kill 1, provably mid-batch: a failpoint parks the node on its fourth batch after the
+        # batch is durable (admitted, dead letters acknowledged) and before its offsets are
+        # committed; it is killed there.
+        node.env["CYBERMESH_FAILPOINTS"] = "ingest.before_offset_commit=pause@4"
         node.start()
-        mid_batch = False
-        for attempt in range(4):
-            before = mempool_count()
-            wait_for(lambda before=before: mempool_count() > before + 300, timeout_s=60,
-                     message=f"progress; log:\n{node.log()}")
-            assert broker.process is not None
-            os.kill(broker.process.pid, signal.SIGSTOP)
-            try:
-                admitted = _settled(mempool_count, quiet_s=1.5, timeout_s=30)
-                node.kill()
-            finally:
-                os.kill(broker.process.pid, signal.SIGCONT)
-            committed = committed_total(bootstrap, node.group, topics)
-            dead = len(read_topic(bootstrap, dlq_topic(topics["anomalies"]), quiet_s=0.5,
-                                  timeout_s=5))
-            print(f"kill {attempt} with a frozen broker: {admitted} admitted, {dead} dead "
-                  f"letters, {committed} offsets committed")
-            assert committed <= admitted + dead  # never an offset past what is durable
-            node.start()
-            if committed < admitted:  # admitted and durable, offsets not committed
-                mid_batch = True
-                break
-        assert mid_batch, "no kill landed between admission and the offset commit"
+        wait_for(lambda: "failpoint ingest.before_offset_commit paused" in node.log(),
+                 timeout_s=90, message=f"the node reaching the failpoint; log:\n{node.log()}")
+        admitted = mempool_count()
+        committed = committed_total(bootstrap, node.group, topics)
+        dead = len(read_topic(bootstrap, dlq_topic(topics["anomalies"]), quiet_s=0.5,
+                              timeout_s=5))
+        node.kill()
+        print(f"kill at the failpoint: {admitted} admitted, {dead} dead letters, "
+              f"{committed} offsets committed")
+        assert committed <= admitted + dead  # never an offset past what is durable
+        assert committed < admitted  # the kill landed between admission and the offset commit
+        del node.env["CYBERMESH_FAILPOINTS"]
+        node.start()
 
         # Kill 2, at a random moment.
         before = mempool_count()
