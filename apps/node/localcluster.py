@@ -1,4 +1,5 @@
-"""A local cluster on loopback: validators, their databases, a Kafka broker, ingest, traffic.
+"""A local cluster on loopback: validators, their databases, a Kafka broker, ingest, traffic,
+and per node a Celery worker that drains the node's outbox to the ``control.*`` topics.
 
 ``manage.py cluster up|status|down`` is a thin shell over :class:`LocalCluster`; the cluster
 tests and the end-to-end benchmark drive the same class, so what they measure is what the demo
@@ -258,6 +259,11 @@ class LocalCluster:
         broker = self.state().get("kafka_bootstrap")
         if broker:
             env["KAFKA_BOOTSTRAP_SERVERS"] = str(broker)
+        notifications = self.state().get("notifications_redis")
+        if notifications:
+            # The node's commits enqueue drains on its own queue; its notifier consumes it.
+            env["CELERY_BROKER_URL"] = str(notifications)
+            env["NOTIFICATIONS_QUEUE"] = self.notifications_queue(index)
         env.update(extra)
         return env
 
@@ -386,6 +392,31 @@ class LocalCluster:
         env = self.node_env(index, KAFKA_CONSUMER_GROUP=f"cybermesh-{self.node_ids[index]}")
         return self.processes.start(f"ingest-{index}", [self.python, MANAGE, "ingest"], env)
 
+    def notifications_queue(self, index: int) -> str:
+        """The node's Celery queue: unique per cluster directory, so clusters sharing one Redis
+        database never drain each other's outboxes."""
+        return f"{self.database_prefix}_node{index}"
+
+    def enable_notifications(self, redis_url: str) -> None:
+        """Route every node's outbox drains through Celery on ``redis_url`` (before nodes start)."""
+        import redis
+
+        try:
+            redis.Redis.from_url(redis_url, socket_timeout=3).ping()
+        except (redis.RedisError, ValueError) as error:
+            raise ClusterError(f"Redis at {redis_url} is not reachable ({error}); commit "
+                               "notifications need it (or pass --no-notifications)") from None
+        self.save_state(notifications_redis=redis_url)
+
+    def start_notifier(self, index: int) -> PidRecord:
+        """A Celery worker with beat for node ``index``: drains its outbox on every commit and
+        sweeps it periodically (apps/notifications/tasks.py)."""
+        queue = self.notifications_queue(index)
+        argv = [self.python, "-m", "celery", "-A", "cybermesh", "worker", "-B", "-Q", queue,
+                "--pool", "solo", "--loglevel", "INFO", "--hostname", f"{queue}@%h",
+                "--schedule", str(self.node_dir(index) / "celerybeat-schedule")]
+        return self.processes.start(f"notifier-{index}", argv, self.node_env(index))
+
     def start_traffic(self, *, rate: float, bad_ratio: float, seed: int | None = None
                       ) -> PidRecord:
         argv = [self.python, MANAGE, "cluster", "traffic", "--dir", str(self.root),
@@ -399,10 +430,12 @@ class LocalCluster:
 
     def stop_all(self, *, grace_s: float = 20.0,
                  on_kill: Callable[[str], None] | None = None) -> list[str]:
-        """Stop producers first, then consumers, then validators, then the broker."""
+        """Stop producers first, then consumers, then validators, then the notifiers (after
+        the last commits they announce), then the broker."""
         records = {record.name for record in self.processes.records() if record.alive()}
         order = [["traffic"], sorted(n for n in records if n.startswith("ingest-")),
-                 sorted(n for n in records if n.startswith("node-")), ["kafka"]]
+                 sorted(n for n in records if n.startswith("node-")),
+                 sorted(n for n in records if n.startswith("notifier-")), ["kafka"]]
         stopped = []
         for group in order:
             present = [name for name in group if name in records]

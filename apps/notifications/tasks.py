@@ -6,9 +6,9 @@ and re-publishing carries the same dedupe id), so ``acks_late`` with
 trouble is retried a finite number of times with full-jitter exponential backoff; after that the
 periodic sweep picks the rows up again, so nothing waits forever and nothing is dropped.
 
-One drain per node at a time: a Redis lock (named after ``NODE_ID``) keeps concurrent triggers
-from publishing the same rows in parallel; a trigger that finds the lock taken leaves a flag that
-makes the running drain go round once more.
+One drain per node at a time: a Redis lock (named after the node's queue, else ``NODE_ID``)
+keeps concurrent triggers from publishing the same rows in parallel; a trigger that finds the
+lock taken leaves a flag that makes the running drain go round once more.
 """
 
 from __future__ import annotations
@@ -77,7 +77,10 @@ def _redis() -> Any:
 
 
 def _key(name: str) -> str:
-    return f"cybermesh:{setting('NODE_ID', 'node')}:outbox:{name}"
+    # Named after the node's queue when it has one: local clusters share one Redis database
+    # and every one of them has a node-0.
+    owner = _queue() or setting("NODE_ID", "node")
+    return f"cybermesh:{owner}:outbox:{name}"
 
 
 @contextmanager

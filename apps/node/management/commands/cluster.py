@@ -18,6 +18,7 @@ SIGKILL to what is still running after ``--grace`` seconds.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 from argparse import ArgumentParser
@@ -29,6 +30,7 @@ from django.core.management.base import BaseCommand, CommandError
 from apps.node.localcluster import DEFAULT_SERVER_URL, ClusterError, LocalCluster, last_line
 
 DEFAULT_DIR = ".cluster"
+DEFAULT_REDIS_URL = os.environ.get("CLUSTER_REDIS_URL", "redis://127.0.0.1:6379/12")
 
 
 class Command(BaseCommand):
@@ -50,6 +52,10 @@ class Command(BaseCommand):
                         help="drop the node databases first: a new chain, same keys")
         up.add_argument("--no-kafka", action="store_true",
                         help="no broker, ingest or traffic: validators only")
+        up.add_argument("--no-notifications", action="store_true",
+                        help="no Celery notifiers: commits are not announced on control.*")
+        up.add_argument("--redis-url", default=DEFAULT_REDIS_URL,
+                        help="Redis for the notifiers' Celery queues (one queue per node)")
         up.add_argument("--wait", type=float, default=120.0,
                         help="seconds to wait for the heights to climb")
         status = actions.add_parser("status", help="height, view, state root, peers per node")
@@ -101,6 +107,8 @@ class Command(BaseCommand):
         if kafka:
             bootstrap = cluster.start_broker()
             say(f"Kafka-protocol broker on {bootstrap}")
+        self._start_notifiers(cluster, enabled=kafka and not options["no_notifications"],
+                              redis_url=options["redis_url"])
         before = {index: (cluster.node_view(index).height or 0)
                   for index in range(cluster.validators)}
         for index in range(cluster.validators):
@@ -117,6 +125,16 @@ class Command(BaseCommand):
                                 timeout_s=options["wait"])
         self._print_status(cluster, as_json=False)
         self._print_welcome(cluster, options["dir"])
+
+    def _start_notifiers(self, cluster: LocalCluster, *, enabled: bool, redis_url: str) -> None:
+        if not enabled:
+            cluster.save_state(notifications_redis="")
+            return
+        cluster.enable_notifications(redis_url)
+        for index in range(cluster.validators):
+            cluster.start_notifier(index)
+        self._progress(f"started {cluster.validators} Celery notifiers "
+                       "(outbox -> control.* topics)")
 
     def _wait_for_progress(self, cluster: LocalCluster, before: dict[int, int], *,
                            climbing: bool, timeout_s: float) -> None:
