@@ -15,6 +15,8 @@ from rest_framework import serializers
 
 from apps.api.queries import first_height_at_or_after
 from apps.evidence.models import EvidenceStatus
+from apps.ledger.subjects import MAX_OFFENDER_LENGTH
+from cybermesh.protocol.txs.security_event import MAX_SEVERITY
 
 _IDENT = r"^[A-Za-z0-9._:@/-]+$"
 _MAX_HEIGHT = (1 << 63) - 1
@@ -42,6 +44,12 @@ class TransactionFilterSet(FilterSet):
                                   help_text="Transaction kind, e.g. policy")
     producer = serializers.RegexField(_IDENT, max_length=128, required=False,
                                       help_text="Producer id")
+    offender = serializers.CharField(
+        max_length=MAX_OFFENDER_LENGTH, required=False,
+        help_text="Offender the transaction names: an entity as kind:value (ip:198.51.100.7) "
+                  "or a validator id")
+    severity = serializers.IntegerField(min_value=1, max_value=MAX_SEVERITY, required=False,
+                                        help_text="Security events of this severity (1..10)")
     height = serializers.IntegerField(min_value=0, max_value=_MAX_HEIGHT, required=False,
                                       help_text="Only this block's transactions")
     since = serializers.DateTimeField(
@@ -55,6 +63,10 @@ class TransactionFilterSet(FilterSet):
             queryset = queryset.filter(kind=data["kind"])
         if "producer" in data:
             queryset = queryset.filter(producer_id=data["producer"])
+        if "offender" in data:
+            queryset = queryset.filter(offender_id=data["offender"])
+        if "severity" in data:
+            queryset = queryset.filter(severity=data["severity"])
         if "height" in data:
             queryset = queryset.filter(block_height=data["height"])
         # A time range is the range of heights committed in it (block times increase with

@@ -121,6 +121,11 @@ class TransactionSerializer(serializers.Serializer[Any]):
     tx_id = HexField()
     kind = serializers.CharField()
     producer_id = serializers.CharField()
+    offender_id = serializers.CharField(
+        allow_null=True, help_text="The entity (kind:value) or validator the transaction names; "
+                                   "null for kinds that name none")
+    severity = serializers.IntegerField(allow_null=True,
+                                        help_text="A security event's severity (1..10)")
     created_at = serializers.DateTimeField(allow_null=True)
     content_hash = HexField()
     is_replay = serializers.BooleanField()
@@ -233,7 +238,8 @@ def stored_qc_data(raw: Any) -> dict[str, Any]:
 def transaction_item(row: Any) -> dict[str, Any]:
     return {
         "block_height": row.block_height, "index": row.idx, "tx_id": _hex(row.tx_id),
-        "kind": row.kind, "producer_id": row.producer_id, "created_at": _iso(row.created_at),
+        "kind": row.kind, "producer_id": row.producer_id, "offender_id": row.offender_id,
+        "severity": row.severity, "created_at": _iso(row.created_at),
         "content_hash": _hex(row.content_hash), "is_replay": row.is_replay,
     }
 

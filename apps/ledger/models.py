@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from django.db import models
 from django.db.models import Q
 
+from apps.ledger.subjects import MAX_OFFENDER_LENGTH
+
 
 class Block(models.Model):
     """One committed block: every header field (so its id can be recomputed), both QCs.
@@ -81,6 +83,9 @@ class Transaction(models.Model):
     signature = models.BinaryField(blank=True)
     public_key = models.BinaryField(blank=True)
     is_replay = models.BooleanField(default=False)
+    # What the transaction is about (apps.ledger.subjects); NULL for kinds that name none.
+    offender_id = models.CharField(max_length=MAX_OFFENDER_LENGTH, null=True, blank=True)
+    severity = models.SmallIntegerField(null=True, blank=True)
 
     class Meta:
         db_table = "transactions"
@@ -95,6 +100,13 @@ class Transaction(models.Model):
             models.Index(fields=["kind", "block_height", "idx"], name="transactions_kind_idx"),
             models.Index(fields=["producer_id", "block_height", "idx"],
                          name="transactions_producer_idx"),
+            # Partial: most rows (governance, anchors, artifacts) name no offender or severity.
+            # ``offender_id = x`` implies NOT NULL, so PostgreSQL uses them for the filters.
+            models.Index(fields=["offender_id", "block_height", "idx"],
+                         name="transactions_offender_idx",
+                         condition=Q(offender_id__isnull=False)),
+            models.Index(fields=["severity", "block_height", "idx"],
+                         name="transactions_severity_idx", condition=Q(severity__isnull=False)),
         ]
 
     def __str__(self) -> str:

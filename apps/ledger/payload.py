@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from apps.ledger.records import TxRecord
+from apps.ledger.subjects import subject_of
 from cybermesh.protocol.codec import CodecError, DecodeLimits, decode, encode
 from cybermesh.protocol.crypto.hashing import sha256
 from cybermesh.protocol.merkle.transparency import tree_hash
@@ -27,11 +28,13 @@ OPAQUE_KIND = "opaque"
 
 def record_of(index: int, transaction: Transaction) -> TxRecord:
     """The row of a decoded transaction at ``index`` of its block."""
+    subject = subject_of(transaction)
     return TxRecord(index=index, tx_id=transaction.tx_id, kind=transaction.kind.value,
                     encoded=transaction.wire, content_hash=transaction.wire_hash,
                     producer_id=transaction.producer_id,
                     created_at_ms=transaction.created_at_ms, signature=transaction.signature,
-                    public_key=transaction.public_key)
+                    public_key=transaction.public_key, offender_id=subject.offender_id,
+                    severity=subject.severity)
 
 
 def _describe(index: int, encoded: bytes) -> tuple[TxRecord, Transaction | None]:

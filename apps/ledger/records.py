@@ -29,6 +29,8 @@ class TxRecord:
     created_at_ms: int | None = None
     signature: bytes = b""
     public_key: bytes = b""
+    offender_id: str | None = None  # see apps.ledger.subjects
+    severity: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

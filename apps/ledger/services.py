@@ -246,7 +246,7 @@ def _check_extends_tip(block: Block, using: str) -> int | None:
 
 
 _TX_FIELDS = ("block_height", "idx", "tx_id", "kind", "payload", "content_hash", "producer_id",
-              "created_at", "signature", "public_key", "is_replay")
+              "created_at", "signature", "public_key", "is_replay", "offender_id", "severity")
 _OUTBOX_FIELDS = ("id", "dedupe_id", "topic", "key", "payload", "height", "position",
                   "created_at")
 
@@ -264,7 +264,7 @@ def _write_transactions(height: int, transactions: tuple[TxRecord, ...], using: 
         rows.append((height, record.index, record.tx_id, record.kind, record.encoded,
                      record.content_hash, record.producer_id,
                      ms_to_datetime(record.created_at_ms), record.signature,
-                     record.public_key, is_replay))
+                     record.public_key, is_replay, record.offender_id, record.severity))
     insert_rows(TransactionRow, _TX_FIELDS, rows, using=using)
 
 

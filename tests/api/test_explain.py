@@ -103,6 +103,9 @@ INDEXED = [
     "/api/v1/policy/decision/?entity_kind=ip&entity_value=203.0.113.9&scope=ingress",
     "/api/v1/transactions/?kind=policy",
     "/api/v1/transactions/?producer=ai-1",
+    f"/api/v1/transactions/?offender=ip:{QUARANTINED_IP}",
+    "/api/v1/transactions/?offender=validator-3",
+    "/api/v1/transactions/?severity=7",
     "/api/v1/evidence/",
     "/api/v1/evidence/?offender=v1",
     # /api/v1/policy/ pages over two record types at once; PostgreSQL walks the primary key

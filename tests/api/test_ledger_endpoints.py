@@ -84,6 +84,32 @@ def test_transactions_filter_by_kind_producer_height_and_block_time(
     assert walk(client, f"/api/v1/transactions/?since={later}") == []
 
 
+def test_transactions_filter_by_offender_and_severity(
+        client_for: ClientFor, executed_chain_items: list[CommittedItem]) -> None:
+    client = client_for("viewer")
+    everything = walk(client, "/api/v1/transactions/?limit=50")
+    events = [t for t in everything if t["kind"] == "security_event"]
+    assert events and all(t["offender_id"].startswith("ip:") and 1 <= t["severity"] <= 10
+                          for t in events)
+    assert all(t["severity"] is None for t in everything if t["kind"] != "security_event")
+    offenders = {t["offender_id"] for t in everything if t["offender_id"]}
+    assert len(offenders) >= 2
+    for offender in offenders:
+        chosen = walk(client, f"/api/v1/transactions/?offender={quote(offender)}&limit=2")
+        assert chosen == [t for t in everything if t["offender_id"] == offender]
+        # Policy changes naming the offender are found too, not only the events.
+    assert {t["kind"] for offender in offenders for t in everything
+            if t["offender_id"] == offender} >= {"security_event", "policy"}
+    for severity in {t["severity"] for t in events}:
+        assert walk(client, f"/api/v1/transactions/?severity={severity}&limit=3") == [
+            t for t in everything if t["severity"] == severity]
+    assert walk(client, "/api/v1/transactions/?offender=ip:192.0.2.250") == []
+    for bad in ("severity=0", "severity=11", "severity=high", f"offender={'x' * 301}"):
+        response = client.get(f"/api/v1/transactions/?{bad}")
+        assert response.status_code == 400, bad
+        assert bad.split("=")[0] in response.json()["errors"], response.json()
+
+
 def _records(item: CommittedItem) -> list[Any]:
     from apps.ledger.payload import decode_payload
 
