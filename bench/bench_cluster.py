@@ -102,6 +102,15 @@ def make_cluster(root: Path) -> LocalCluster:
                         extra_env={"LOG_LEVEL": "WARNING", "ALLOWED_IPS": "127.0.0.0/8"})
 
 
+def tear_down(cluster: LocalCluster, root: Path) -> None:
+    """Kill every process the benchmark started, drop its databases, remove its directory."""
+    for record in cluster.processes.records():
+        cluster.processes.kill(record.name)
+    if cluster.initialized():
+        cluster.drop_databases()
+    shutil.rmtree(root, ignore_errors=True)
+
+
 def start_cluster(cluster: LocalCluster) -> None:
     cluster.init()
     cluster.prepare_databases()
@@ -189,11 +198,7 @@ def main() -> None:
                 break  # saturated: higher loads only queue up
     finally:
         sampler.stopping.set()
-        for record in cluster.processes.records():
-            cluster.processes.kill(record.name)
-        if cluster.initialized():
-            cluster.drop_databases()
-        shutil.rmtree(root, ignore_errors=True)
+        tear_down(cluster, root)
     peak = max(phases, key=lambda p: p["tx_per_s"])
     report.add(figure("committed tx/s at peak (4 validators)", "tx/s", [peak["tx_per_s"]],
                       ceiling_name="raw Ed25519 verify/s x cores / validators",
