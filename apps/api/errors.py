@@ -45,6 +45,8 @@ class ProblemCode(enum.StrEnum):
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
     IDEMPOTENCY_IN_PROGRESS = "idempotency_in_progress"
     TRANSACTION_REJECTED = "transaction_rejected"
+    CASE_STATE_CONFLICT = "case_state_conflict"
+    CASE_ACTION_REFUSED = "case_action_refused"
     STATE_UNAVAILABLE = "state_unavailable"
     SERVICE_UNAVAILABLE = "service_unavailable"
 
@@ -64,6 +66,8 @@ _TITLES: dict[ProblemCode, str] = {
     ProblemCode.IDEMPOTENCY_KEY_REUSED: "Idempotency key reused with another request",
     ProblemCode.IDEMPOTENCY_IN_PROGRESS: "Request with this idempotency key in progress",
     ProblemCode.TRANSACTION_REJECTED: "Transaction rejected",
+    ProblemCode.CASE_STATE_CONFLICT: "The case's status does not allow this",
+    ProblemCode.CASE_ACTION_REFUSED: "The case does not allow this action",
     ProblemCode.STATE_UNAVAILABLE: "State not available",
     ProblemCode.SERVICE_UNAVAILABLE: "Service unavailable",
 }
@@ -213,7 +217,8 @@ class ProblemSerializer(serializers.Serializer[Any]):
         child=serializers.JSONField(), required=False,
         help_text="Field name -> messages (validation problems only)")
     reason = serializers.CharField(required=False,
-                                   help_text="Why a transaction was refused (reason code)")
+                                   help_text="Why a transaction or case action was refused "
+                                             "(reason code)")
 
 
 _DESCRIPTIONS = {
@@ -221,10 +226,12 @@ _DESCRIPTIONS = {
     401: "Missing or invalid credentials",
     403: "The caller's role does not allow this",
     404: "No such resource",
-    409: "A request with this idempotency key is still in progress",
+    409: "Conflict: a request with this idempotency key is still in progress, or the "
+         "case's status does not allow the change",
     413: "Request body too large",
     415: "Unsupported media type",
-    422: "Well-formed but refused (transaction rejected, idempotency key reused)",
+    422: "Well-formed but refused (transaction rejected, idempotency key reused, case "
+         "without an offender to quarantine)",
     429: "Throttled; retry after Retry-After seconds",
     503: "Not ready or state unavailable",
 }

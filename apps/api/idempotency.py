@@ -15,12 +15,17 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter
+from rest_framework.exceptions import APIException
+from rest_framework.request import Request
+from rest_framework.response import Response
 
 from apps.api.errors import ApiProblem, ProblemCode
 from apps.api.models import IdempotencyKey
@@ -31,6 +36,10 @@ IN_PROGRESS_LEASE = timedelta(seconds=60)
 _IN_PROGRESS = 0
 _KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 STORED_STATUSES = frozenset({200, 201, 202, 400, 403, 404, 413, 422})
+# The documented header of every POST that honours it.
+PARAMETER = OpenApiParameter(HEADER, str, OpenApiParameter.HEADER, required=False,
+                             description="Retry-safe key (1-200 printable ASCII); a retry "
+                                         "gets the first answer")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,3 +113,35 @@ def purge_expired(*, now: Any = None) -> int:
     """Delete keys older than ``KEY_TTL`` (index on ``created_at``)."""
     cutoff = (now or timezone.now()) - KEY_TTL
     return IdempotencyKey.objects.filter(created_at__lt=cutoff).delete()[0]
+
+
+def respond_once(request: Request, handle_exception: Callable[[Exception], Response],
+                 run: Callable[[], Response]) -> Response:
+    """Answer a POST with ``run()``, once per ``Idempotency-Key`` (module docstring).
+
+    Without the header, ``run()`` answers. With it, a stored answer is replayed, or ``run()``
+    answers and its final response is stored; ``handle_exception`` (the view's) turns an API
+    error into the response to store. Anything else (a bug, a lost database) releases the key
+    so the retry runs again, and propagates as a 500.
+    """
+    key = request.headers.get(HEADER)
+    if key is None:
+        return run()
+    user_id = cast(int, request.user.pk)  # the views using this admit logged-in users only
+    digest = request_hash(request.method or "POST", request.path, request.body)
+    stored = claim(user_id=user_id, key=check_key(key), digest=digest)
+    if stored is not None:
+        return Response(stored.body, status=stored.status_code,
+                        headers={"Idempotent-Replayed": "true"},
+                        content_type=("application/json" if stored.status_code < 400
+                                      else "application/problem+json"))
+    response: Response | None = None
+    try:
+        response = run()
+    except APIException as error:
+        response = handle_exception(error)
+    finally:
+        complete(user_id=user_id, key=key,
+                 status_code=500 if response is None else response.status_code,
+                 body=None if response is None else response.data)
+    return response

@@ -50,33 +50,48 @@ def clear_permission_cache() -> None:
         _cache.clear()
 
 
-def has_capability(user: Any, capability: Capability) -> bool:
+def has_permission_named(user: Any, permission: str) -> bool:
+    """``user.has_perm(permission)`` through the per-process cache above."""
     if user.is_superuser:
         return bool(user.is_active)
-    return capability.permission in user_permissions(user)
+    return permission in user_permissions(user)
+
+
+def has_capability(user: Any, capability: Capability) -> bool:
+    return has_permission_named(user, capability.permission)
 
 
 class CapabilityPermission(BasePermission):
-    capabilities: tuple[Capability, ...] = ()
+    # ``app_label.codename`` strings: API capabilities, or another app's permissions (the
+    # console's triage permissions guard the case endpoints).
+    permissions: tuple[str, ...] = ()
     message = "Your role does not allow this."
 
     def has_permission(self, request: Request, view: Any) -> bool:
         user = request.user
         if user is None or not user.is_authenticated or not user.is_active:
             return False
-        return all(has_capability(user, capability) for capability in self.capabilities)
+        return all(has_permission_named(user, name) for name in self.permissions)
 
 
-_CLASSES: dict[tuple[Capability, ...], type[CapabilityPermission]] = {}
+_CLASSES: dict[tuple[str, ...], type[CapabilityPermission]] = {}
+
+
+def requires_permissions(*permissions: str) -> type[CapabilityPermission]:
+    """The permission class requiring all of ``permissions`` (``app_label.codename``; one
+    class per combination)."""
+    key = tuple(permissions)
+    if key not in _CLASSES:
+        name = "Requires" + "".join(
+            part.title().replace("_", "") for permission in key
+            for part in permission.split("."))
+        _CLASSES[key] = type(name, (CapabilityPermission,), {"permissions": key})
+    return _CLASSES[key]
 
 
 def requires(*capabilities: Capability) -> type[CapabilityPermission]:
-    """The permission class requiring all of ``capabilities`` (one class per combination)."""
-    key = tuple(capabilities)
-    if key not in _CLASSES:
-        name = "Requires" + "".join(c.value.title().replace("_", "") for c in key)
-        _CLASSES[key] = type(name, (CapabilityPermission,), {"capabilities": key})
-    return _CLASSES[key]
+    """The permission class requiring all of ``capabilities``."""
+    return requires_permissions(*(capability.permission for capability in capabilities))
 
 
 class AnyCapabilityPermission(CapabilityPermission):
@@ -84,11 +99,12 @@ class AnyCapabilityPermission(CapabilityPermission):
         user = request.user
         if user is None or not user.is_authenticated or not user.is_active:
             return False
-        return any(has_capability(user, capability) for capability in self.capabilities)
+        return any(has_permission_named(user, name) for name in self.permissions)
 
 
 def requires_any(*capabilities: Capability) -> type[CapabilityPermission]:
     """The permission class requiring at least one of ``capabilities`` (the view then checks
     the one its input needs)."""
     name = "RequiresAnyOf" + "".join(c.value.title().replace("_", "") for c in capabilities)
-    return type(name, (AnyCapabilityPermission,), {"capabilities": tuple(capabilities)})
+    return type(name, (AnyCapabilityPermission,),
+                {"permissions": tuple(c.permission for c in capabilities)})

@@ -202,7 +202,7 @@ class StatusSerializer(serializers.Serializer[Any]):
 # endpoints build their items with these functions; the serializers above stay the documented
 # shape, and tests/api/test_ledger_endpoints.py checks that both give identical output.
 
-def _iso(moment: Any) -> str | None:
+def iso_datetime(moment: Any) -> str | None:
     if moment is None:
         return None
     text: str = timezone.localtime(moment).isoformat()
@@ -220,7 +220,7 @@ def block_item(row: Any) -> dict[str, Any]:
         "timestamp_ms": row.timestamp_ms, "tx_count": row.tx_count, "tx_root": _hex(row.tx_root),
         "state_root": _hex(row.state_root), "result_state_root": _hex(row.result_state_root),
         "validator_set_hash": _hex(row.validator_set_hash),
-        "committed_at": _iso(row.committed_at), "qc": stored_qc_data(row.qc),
+        "committed_at": iso_datetime(row.committed_at), "qc": stored_qc_data(row.qc),
     }
 
 
@@ -239,7 +239,7 @@ def transaction_item(row: Any) -> dict[str, Any]:
     return {
         "block_height": row.block_height, "index": row.idx, "tx_id": _hex(row.tx_id),
         "kind": row.kind, "producer_id": row.producer_id, "offender_id": row.offender_id,
-        "severity": row.severity, "created_at": _iso(row.created_at),
+        "severity": row.severity, "created_at": iso_datetime(row.created_at),
         "content_hash": _hex(row.content_hash), "is_replay": row.is_replay,
     }
 
@@ -249,5 +249,5 @@ def evidence_item(row: Any) -> dict[str, Any]:
         "evidence_id": _hex(row.evidence_id), "kind": row.kind, "offender_id": row.offender_id,
         "epoch": row.epoch, "view": row.view, "height": row.height,
         "reporter_id": row.reporter_id, "status": row.status,
-        "committed_height": row.committed_height, "created_at": _iso(row.created_at),
+        "committed_height": row.committed_height, "created_at": iso_datetime(row.created_at),
     }

@@ -8,11 +8,11 @@ transaction durably; consensus commits it later. ``GET /api/v1/submissions/<tx_i
 from __future__ import annotations
 
 import time
-from typing import Any, cast
+from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
-from rest_framework.exceptions import APIException, NotFound, ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -61,39 +61,13 @@ class SubmissionView(ApiView):
         tags=["submissions"], operation_id="submitTransaction",
         summary="Submit a signed policy or governance transaction",
         request=SubmitRequestSerializer,
-        parameters=[OpenApiParameter(idempotency.HEADER, str, OpenApiParameter.HEADER,
-                                     required=False, description="Retry-safe key (1-200 "
-                                     "printable ASCII); a retry gets the first answer")],
+        parameters=[idempotency.PARAMETER],
         responses={202: OpenApiResponse(SubmissionSerializer,
                                         description="Durably pending (or already committed)"),
                    **problem_responses(400, 401, 403, 409, 413, 415, 422, 429, 503)})
     def post(self, request: Request) -> Response:
-        key = request.headers.get(idempotency.HEADER)
-        if key is None:
-            return self._submit(request)
-        user_id = cast(int, request.user.pk)  # permission classes admit logged-in users only
-        digest = idempotency.request_hash(request.method or "POST", request.path,
-                                          request.body)
-        stored = idempotency.claim(user_id=user_id, key=idempotency.check_key(key),
-                                   digest=digest)
-        if stored is not None:
-            return Response(stored.body, status=stored.status_code,
-                            headers={"Idempotent-Replayed": "true"},
-                            content_type=("application/json" if stored.status_code < 400
-                                          else "application/problem+json"))
-        response: Response | None = None
-        try:
-            response = self._submit(request)
-        except APIException as error:
-            response = self.handle_exception(error)
-        finally:
-            # Anything else (a bug, a lost database) leaves response None: the key is
-            # released so the retry runs again, and the error propagates as a 500.
-            idempotency.complete(
-                user_id=user_id, key=key,
-                status_code=500 if response is None else response.status_code,
-                body=None if response is None else response.data)
-        return response
+        return idempotency.respond_once(request, self.handle_exception,
+                                        lambda: self._submit(request))
 
     def _submit(self, request: Request) -> Response:
         body = SubmitRequestSerializer(data=request.data)

@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from apps.api import ledger_views, policy_views, state_views, submit_views, views
+from apps.api import case_views, ledger_views, policy_views, state_views, submit_views, views
 
 app_name = "api"
 urlpatterns = [
@@ -19,6 +19,13 @@ urlpatterns = [
     path("submissions/", submit_views.SubmissionView.as_view(), name="submission-create"),
     path("submissions/<str:tx_id>/", submit_views.SubmissionStatusView.as_view(),
          name="submission-detail"),
+    path("cases/<str:case_id>/", case_views.CaseView.as_view(), name="case-detail"),
+    path("cases/<str:case_id>/triage/", case_views.TriageView.as_view(), name="case-triage"),
+    path("cases/<str:case_id>/confirm/", case_views.ConfirmView.as_view(), name="case-confirm"),
+    path("cases/<str:case_id>/dismiss/", case_views.DismissView.as_view(), name="case-dismiss"),
+    path("cases/<str:case_id>/reopen/", case_views.ReopenView.as_view(), name="case-reopen"),
+    path("cases/<str:case_id>/assign/", case_views.AssignView.as_view(), name="case-assign"),
+    path("cases/<str:case_id>/notes/", case_views.NoteView.as_view(), name="case-notes"),
     path("policy/", policy_views.PolicyListView.as_view(), name="policy-list"),
     path("policy/decision/", policy_views.PolicyDecisionView.as_view(), name="policy-decision"),
     path("state/proof/", state_views.StateProofView.as_view(), name="state-proof"),

@@ -17,6 +17,7 @@ from apps.api.permissions import clear_permission_cache
 from apps.api.roles import Role, sync_roles
 from apps.api.tokens import issue_token
 from apps.audit.keyring import create_keyring_file
+from apps.console.roles import grant_console_permissions
 from apps.ledger.services import commit_block
 from tests.ledger.chain import ChainBuilder, CommittedItem
 
@@ -42,6 +43,7 @@ def fresh_throttle_counters() -> None:
 @pytest.fixture
 def roles(db: None) -> None:
     sync_roles(django_apps)
+    grant_console_permissions(django_apps)  # the triage endpoints check the console's
 
 
 @pytest.fixture

@@ -29,12 +29,16 @@ DOCUMENT = load_document()
 OPERATIONS = {operation["operationId"]: operation for item in DOCUMENT["paths"].values()
               for operation in item.values()}
 
+# A case the triage operations can reach (its reference is among the values drawn), so the
+# fuzzing gets past the lookup to the bodies and the workflow's refusals.
+FUZZ_CASE = "CM-0123456789ab"
 NASTY = st.sampled_from([
     "", "0", "-1", "²", "٣", "1_000", " 1", "0x10", "1e3", "9" * 40, "null", "true",
     "[]", "{}", "%00", "\x00", "\u202e", "\n",
     "ab" * 32, "AB" * 32, "ff" * 33, "zz" * 32, "../../etc/passwd", "' OR 1=1 --",
     "<script>", "ip", "cidr", "validator", "10.0.0.0/8", "::1", "reputation", "quarantine",
     "2024-01-01T00:00:00Z", "2024-13-45", "committed", "policy", " ", "a" * 5000,
+    FUZZ_CASE, FUZZ_CASE, "false_positive", "true_positive", "superuser-root", "root",
 ])
 VALUES = st.one_of(
     NASTY,
@@ -52,6 +56,9 @@ BODIES = st.one_of(
     st.fixed_dictionaries({"tx": st.one_of(VALUES, JSON)}),
     st.fixed_dictionaries({"tx": st.binary(max_size=300).map(
         lambda raw: base64.b64encode(raw).decode())}),
+    st.fixed_dictionaries({}, optional={
+        name: st.one_of(VALUES, JSON) for name in (
+            "reason", "comment", "assignee", "body", "quarantine", "quarantine_hours")}),
 )
 
 
@@ -86,7 +93,7 @@ def arguments(draw: st.DrawFn, operation: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize("operation_id", sorted(OPERATIONS))
 def test_no_input_makes_a_500_or_an_undocumented_answer(
         operation_id: str, tokens: dict[str, str], policy_chain_items: Any,
-        settings_override: None) -> None:
+        settings_override: None, fuzz_case: None) -> None:
     client = GeneratedClient(DOCUMENT, "http://testserver", token=tokens["superuser"],
                              transport=django_transport(APIClient()))
     call = client.operations[operation_id]
@@ -107,3 +114,16 @@ def test_no_input_makes_a_500_or_an_undocumented_answer(
 def settings_override(settings: Any) -> None:
     settings.API_THROTTLE_RATES = {"read": "100000/min", "write": "100000/min",
                                    "anon": "100000/min"}
+
+
+@pytest.fixture
+def fuzz_case(db: None) -> None:
+    from django.utils import timezone
+
+    from apps.console.models import Case
+
+    now = timezone.now()
+    Case.objects.create(reference=FUZZ_CASE, title="fuzzed", source="evidence",
+                        offender_kind="ip", offender_value="192.0.2.7", height=1,
+                        first_seen_at=now, created_at=now, updated_at=now,
+                        status_changed_at=now)

@@ -20,6 +20,9 @@ ROLES = ("none", "viewer", "analyst", "operator", "admin", "superuser")
 LEDGER = {"viewer", "analyst", "operator", "admin", "superuser"}
 INVESTIGATIONS = {"analyst", "operator", "admin", "superuser"}
 SUBMITTERS = {"operator", "admin", "superuser"}
+TRIAGERS = INVESTIGATIONS  # console.triage_case / confirm_case / view_case
+REOPENERS = SUBMITTERS  # console.reopen_case
+MISSING_CASE = "CM-0000000000ff"
 EVERYONE = {None, *ROLES}
 MISSING_ID = "ab" * 32
 
@@ -42,6 +45,14 @@ ENDPOINTS: list[tuple[str, str, set[Any], int]] = [
     ("get", "/api/v1/policy/decision/?entity_kind=ip&entity_value=192.0.2.1", LEDGER, 200),
     # An empty body: the roles allowed to submit get as far as validating it.
     ("post", "/api/v1/submissions/", SUBMITTERS, 400),
+    # Triage: the roles allowed get as far as looking the case up.
+    ("get", f"/api/v1/cases/{MISSING_CASE}/", TRIAGERS, 404),
+    ("post", f"/api/v1/cases/{MISSING_CASE}/triage/", TRIAGERS, 404),
+    ("post", f"/api/v1/cases/{MISSING_CASE}/confirm/", TRIAGERS, 404),
+    ("post", f"/api/v1/cases/{MISSING_CASE}/dismiss/", TRIAGERS, 404),
+    ("post", f"/api/v1/cases/{MISSING_CASE}/assign/", TRIAGERS, 404),
+    ("post", f"/api/v1/cases/{MISSING_CASE}/notes/", TRIAGERS, 404),
+    ("post", f"/api/v1/cases/{MISSING_CASE}/reopen/", REOPENERS, 404),
 ]
 
 
