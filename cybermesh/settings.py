@@ -56,6 +56,8 @@ NODE_CATCHUP_LAG = env.int("NODE_CATCHUP_LAG", default=16)
 NODE_VOTE_JOURNAL = env.str("NODE_VOTE_JOURNAL", default="")
 ALLOWED_IPS = env.list("ALLOWED_IPS", default=[] if PRODUCTION else ["127.0.0.1/32", "::1/128"])
 TRUSTED_P2P_PEERS = env.list("TRUSTED_P2P_PEERS", default=[])
+# Observers the validators accept for block sync only: "id:<64 hex public key>" entries.
+P2P_OBSERVERS = env.list("P2P_OBSERVERS", default=[])
 
 # --- Consensus (integers only: milliseconds, basis points) -------------------------------
 CONSENSUS_BASE_TIMEOUT_MS = env.int("CONSENSUS_BASE_TIMEOUT_MS", default=1000)

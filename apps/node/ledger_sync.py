@@ -31,9 +31,11 @@ from __future__ import annotations
 import enum
 import itertools
 from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from cybermesh.protocol.codec import CodecError, DecodeLimits, decode, encode
 from cybermesh.protocol.consensus.errors import MessageError
+from cybermesh.protocol.consensus.events import CommitBlocks, CommittedBlock
 from cybermesh.protocol.consensus.messages import Block, QuorumCert, SyncResponse
 from cybermesh.protocol.consensus.wire import WireLimits, decode_message, encode_message
 
@@ -163,3 +165,14 @@ def provably_committed(tip: Block, response: SyncResponse, *, epoch: int,
         if blocks[index].next_validators is not None:
             break  # the epoch ends: the rebuilt core continues in the next one
     return chosen
+
+
+class Committer(Protocol):
+    def commit(self, action: CommitBlocks) -> Any: ...
+
+
+def commit_chosen(app: Committer, chosen: Sequence[tuple[Block, QuorumCert]]) -> None:
+    """Commit, one by one and in order, the blocks :func:`provably_committed` chose."""
+    for block, qc in chosen:
+        app.commit(CommitBlocks(blocks=(CommittedBlock(block, qc),), proof_block=block,
+                                proof_qc=qc))

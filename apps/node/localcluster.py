@@ -9,6 +9,9 @@ Layout of a cluster directory (``--dir``, default ``.cluster``)::
 
     genesis.json, producers.json, producers/*.key, node-<i>/{node.key,node.env}
                               written once by ``init_cluster``
+    obs-<j>/{node.key,node.env}  observers (``--observers``): a TLS key and no vote; index
+                              ``validators + j`` in this class, allowlisted on every validator
+                              through ``P2P_OBSERVERS``
     cluster.json              database names and server, ports, broker address
     run/<name>.pid            one JSON pid record per background process
     logs/<name>.log           its stdout and stderr
@@ -138,6 +141,7 @@ class LocalCluster:
 
     root: Path
     validators: int = 4
+    observers: int = 0
     http_base_port: int = 8000
     p2p_base_port: int = 7000
     server_url: str = DEFAULT_SERVER_URL
@@ -152,6 +156,7 @@ class LocalCluster:
         saved = self._load_state()
         if saved:
             self.validators = int(saved.get("validators", self.validators))
+            self.observers = max(self.observers, int(saved.get("observers", 0)))
             self.http_base_port = int(saved.get("http_base_port", self.http_base_port))
             self.p2p_base_port = int(saved.get("p2p_base_port", self.p2p_base_port))
             self.server_url = str(saved.get("server_url", self.server_url))
@@ -178,7 +183,8 @@ class LocalCluster:
 
     def save_state(self, **updates: Any) -> None:
         data = self._load_state()
-        data.update({"validators": self.validators, "http_base_port": self.http_base_port,
+        data.update({"validators": self.validators, "observers": self.observers,
+                     "http_base_port": self.http_base_port,
                      "p2p_base_port": self.p2p_base_port, "server_url": self.server_url,
                      "database_prefix": self.database_prefix, **updates})
         self.root.mkdir(parents=True, exist_ok=True)
@@ -186,14 +192,23 @@ class LocalCluster:
 
     @property
     def node_ids(self) -> list[str]:
-        return [f"node-{index}" for index in range(self.validators)]
+        """Validators first (``node-<i>``), then observers (``obs-<j>``): a node's index."""
+        return [f"node-{index}" for index in range(self.validators)] + \
+            [f"obs-{index}" for index in range(self.observers)]
+
+    @property
+    def nodes(self) -> int:
+        return self.validators + self.observers
+
+    def is_observer(self, index: int) -> bool:
+        return index >= self.validators
 
     @property
     def genesis_path(self) -> Path:
         return self.root / "genesis.json"
 
     def node_dir(self, index: int) -> Path:
-        return self.root / f"node-{index}"
+        return self.root / self.node_ids[index]
 
     def database_name(self, index: int) -> str:
         return f"{self.database_prefix}_node{index}"
@@ -236,8 +251,45 @@ class LocalCluster:
             genesis_edit(document)
             self.genesis_path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
             load_genesis(self.genesis_path)  # an edit nodes would refuse fails here
+        self.init_observers()
         self.save_state()
         return True
+
+    def init_observers(self) -> None:
+        """Key and node.env of every observer that has none yet (the validators learn their
+        keys from ``P2P_OBSERVERS`` in :meth:`base_env`)."""
+        from cybermesh.keyfiles import generate_signing_key
+
+        for index in range(self.validators, self.nodes):
+            node_dir = self.node_dir(index)
+            if (node_dir / "node.env").is_file():
+                continue
+            node_dir.mkdir(parents=True, exist_ok=True)
+            key_path = node_dir / "node.key"
+            if not key_path.exists():
+                generate_signing_key(key_path, key_id_label=self.node_ids[index])
+            lines = {"NODE_ID": self.node_ids[index], "NODE_TYPE": "observer",
+                     "NODE_KEY_PATH": str(key_path.resolve()),
+                     "CLUSTER_TOPOLOGY": str(self.genesis_path.resolve()),
+                     "P2P_LISTEN_PORT": str(self.p2p_base_port + index),
+                     "HTTP_PORT": str(self.http_base_port + index),
+                     "CYBERMESH_DATA_DIR": str(node_dir.resolve()),
+                     "MEMPOOL_PRODUCERS_PATH": str((self.root / "producers.json").resolve())}
+            (node_dir / "node.env").write_text(
+                "".join(f"{key}={value}\n" for key, value in lines.items()))
+        self.save_state()
+
+    def observer_allowlist(self) -> str:
+        """``P2P_OBSERVERS`` for the validators: ``id:<public key hex>`` per observer."""
+        from cybermesh.keyfiles import load_signing_key
+
+        entries = []
+        for index in range(self.validators, self.nodes):
+            key_path = self.node_dir(index) / "node.key"
+            if key_path.is_file():
+                key = load_signing_key(key_path)
+                entries.append(f"{self.node_ids[index]}:{key.public_key.raw.hex()}")
+        return ",".join(entries)
 
     # ---------------------------------------------------------------- environment
 
@@ -245,6 +297,8 @@ class LocalCluster:
         env = {key: value for key, value in os.environ.items() if key not in _PRIVATE_ENV}
         env.update({"DJANGO_SETTINGS_MODULE": CLUSTER_SETTINGS, "PYTHONPATH": str(REPO),
                     "PYTHONUNBUFFERED": "1", "LOG_FORMAT": env.get("LOG_FORMAT", "json")})
+        if self.observers:
+            env["P2P_OBSERVERS"] = self.observer_allowlist()
         env.update(self.extra_env)
         return env
 
@@ -301,7 +355,7 @@ class LocalCluster:
             self._run([self.python, MANAGE, "demo_admin", "--password-file",
                        str(admin_password_file)], template_env, "demo_admin")
         created, existing = [], []
-        for index in range(self.validators):
+        for index in range(self.nodes):
             name = self.database_name(index)
             if fresh:
                 drop_database(self.server_url, name)
@@ -339,7 +393,7 @@ class LocalCluster:
                                    f"{lines[-1] if lines else process.returncode}")
 
     def drop_databases(self) -> None:
-        for index in range(self.validators):
+        for index in range(self.nodes):
             drop_database(self.server_url, self.database_name(index))
         if not self.template:
             drop_database(self.server_url, self.template_name)
@@ -347,7 +401,7 @@ class LocalCluster:
     # ---------------------------------------------------------------- processes
 
     def node_name(self, index: int) -> str:
-        return f"node-{index}"
+        return self.node_ids[index]
 
     def start_node(self, index: int, *, component: str = "all",
                    extra_env: Mapping[str, str] | None = None) -> PidRecord:
@@ -434,7 +488,7 @@ class LocalCluster:
         the last commits they announce), then the broker."""
         records = {record.name for record in self.processes.records() if record.alive()}
         order = [["traffic"], sorted(n for n in records if n.startswith("ingest-")),
-                 sorted(n for n in records if n.startswith("node-")),
+                 sorted(n for n in records if n.startswith(("node-", "obs-"))),
                  sorted(n for n in records if n.startswith("notifier-")), ["kafka"]]
         stopped = []
         for group in order:
@@ -473,7 +527,7 @@ class LocalCluster:
                         status_age_s=round(float(age), 1), mempool=int(pool[0][0]))
 
     def node_views(self) -> list[NodeView]:
-        return [self.node_view(index) for index in range(self.validators)]
+        return [self.node_view(index) for index in range(self.nodes)]
 
     def heights(self) -> list[int | None]:
         return [view.height for view in self.node_views()]

@@ -62,7 +62,6 @@ from cybermesh.protocol.consensus.events import (
     Action,
     Broadcast,
     CommitBlocks,
-    CommittedBlock,
     EnterEpoch,
     Event,
     MessageReceived,
@@ -134,8 +133,9 @@ class RuntimeConfig:
     node_id: str
     genesis: Genesis
     signing_key: SigningKey
-    certificates: dict[str, bytes]
     network: Any  # apps.node.p2p.config.NetworkConfig
+    # Observers accepted on the block-sync topic only (P2P_OBSERVERS): id -> public key.
+    observers: dict[str, bytes] = field(default_factory=dict)
     status_interval_s: float = 1.0
     expiry_interval_s: float = 30.0
     executor_parameters: ExecutorParameters = field(default_factory=ExecutorParameters)
@@ -432,8 +432,11 @@ class NodeRuntime:
         first, count = request
         core = self.core
         tip = core.committed
-        if count == 0 or first > tip.height:
+        if count == 0 or first > tip.height + 1:
             return None
+        # Asked for the block after our tip: answer with the tip and the certified chain above
+        # it, so a follower at our height learns it is level (and can commit what we proved).
+        first = min(first, tip.height)
         close_old_connections()
         budget = self.config.network.max_message_size - ledger_sync.FRAME_OVERHEAD
         blocks, qc = ledger_sync.choose_committed(load_block, first,
@@ -474,9 +477,7 @@ class NodeRuntime:
             self.log.warning("refused ledger sync response", peer=sender, error=str(error))
             out.penalize.append((sender, PenaltyReason.BAD_BLOCK))
             return out, False
-        for block, qc in chosen:
-            self.app.commit(CommitBlocks(blocks=(CommittedBlock(block, qc),), proof_block=block,
-                                         proof_qc=qc))
+        ledger_sync.commit_chosen(self.app, chosen)
         if not chosen:
             return out, False
         LEDGER_SYNC_BLOCKS.labels(self.node_id).inc(len(chosen))
@@ -538,7 +539,7 @@ class NodeRuntime:
         network = self.network
         assert network is not None  # noqa: S101
         if out.new_validators is not None:
-            network.update_validators(out.new_validators, self.config.certificates)
+            network.update_validators(out.new_validators)
         for peer, reason in out.penalize:
             network.penalize(peer, reason)
         for message in out.broadcasts:
@@ -573,9 +574,7 @@ class NodeRuntime:
         loop = asyncio.get_running_loop()
         next_expiry = time.monotonic() + self.config.expiry_interval_s
         while not self._stopping:
-            peers = [] if self.network is None else [
-                {"id": p.peer_id, "connected": p.connected, "score": round(p.score, 2),
-                 "address": p.address} for p in self.network.peers()]
+            peers = [] if self.network is None else self.network.status_rows()
             try:
                 await loop.run_in_executor(self._pool, self.write_status, peers)
                 if time.monotonic() >= next_expiry:
@@ -594,7 +593,7 @@ class NodeRuntime:
         assert self.core is not None  # noqa: S101
         self.network = PeerNetwork(
             self.config.network, NodeIdentity(self.node_id, self.config.signing_key),
-            self.core.epoch.validator_set, self.config.certificates, self._on_message,
+            self.core.epoch.validator_set, self._on_message, observers=self.config.observers,
             on_quarantine=self._on_quarantine)
         await self.network.start()
         self.log.info("node started", height=self.core.committed.height,

@@ -45,21 +45,29 @@ def make_cluster(cluster_template: str, tmp_path: Path
                  ) -> Iterator[Callable[..., ClusterHarness]]:
     made: list[ClusterHarness] = []
 
-    def make(validators: int = 4, *, proxied: bool = False,
-             component: str = "worker") -> ClusterHarness:
+    def make(validators: int = 4, *, proxied: bool = False, component: str = "worker",
+             observers: int = 0,
+             genesis_edit: Callable[[dict[str, Any]], None] | None = None) -> ClusterHarness:
         seed = random.randrange(1 << 30)
         rng = random.Random(seed)
         print(f"cluster ports seed {seed}")
-        p2p_base = free_port_base(3 * validators, rng)
+        nodes = validators + observers
+        p2p_base = free_port_base(3 * nodes, rng)
         root = tmp_path / f"cluster{len(made)}"
-        cluster = LocalCluster(root, validators=validators, p2p_base_port=p2p_base,
-                               http_base_port=p2p_base + validators, server_url=SERVER_URL,
+        cluster = LocalCluster(root, validators=validators, observers=observers,
+                               p2p_base_port=p2p_base,
+                               http_base_port=p2p_base + nodes, server_url=SERVER_URL,
                                database_prefix=f"cmtest_{uuid.uuid4().hex[:8]}",
                                template=cluster_template,
                                extra_env={"LOG_LEVEL": "INFO", "LOG_FORMAT": "json",
                                           "ALLOWED_IPS": "127.0.0.0/8",
                                           "NODE_CATCHUP_LAG": "4"})
-        cluster.init(genesis_edit=edit_consensus)
+        def edit(document: dict[str, Any]) -> None:
+            edit_consensus(document)
+            if genesis_edit is not None:
+                genesis_edit(document)
+
+        cluster.init(genesis_edit=edit)
         harness = ClusterHarness(cluster, root, component=component)
         made.append(harness)
         if proxied:

@@ -83,12 +83,13 @@ class ClusterHarness:
         chosen = range(self.cluster.validators) if indexes is None else indexes
         out = []
         for index in chosen:
-            path = self.cluster.processes.log_path(f"node-{index}")
+            name = self.cluster.node_name(index)
+            path = self.cluster.processes.log_path(name)
             try:
                 tail = path.read_text(errors="replace").splitlines()[-lines:]
             except OSError:
                 tail = ["(no log)"]
-            out.append(f"--- node-{index} ---\n" + "\n".join(line[:300] for line in tail))
+            out.append(f"--- {name} ---\n" + "\n".join(line[:300] for line in tail))
         return "\n".join(out)
 
     # ------------------------------------------------------------------ observation
@@ -119,9 +120,9 @@ class ClusterHarness:
                 return current
             for index in chosen:
                 if not self.cluster.node_running(index) and index in targets:
+                    name = self.cluster.node_name(index)
                     raise AssertionError(
-                        f"node-{index} exited: "
-                        f"{last_line(self.cluster.processes.log_path(f'node-{index}'))}")
+                        f"{name} exited: {last_line(self.cluster.processes.log_path(name))}")
             time.sleep(0.3)
         raise AssertionError(f"heights {current} did not reach {targets} within {timeout_s}s "
                              f"({what})\n{self.logs(chosen)}")

@@ -12,20 +12,13 @@ node-3 with a real ``PeerNetwork``.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from collections.abc import Callable
 
 import pytest
 
-from apps.node.p2p import (
-    NetworkConfig,
-    NodeIdentity,
-    PeerNetwork,
-    Topic,
-    certificate_for,
-    genesis_certificates,
-)
+from apps.node.p2p import NetworkConfig, NodeIdentity, PeerNetwork, Topic
+from apps.node.p2p.transport import MessageHandler
 from cybermesh.keyfiles import load_signing_key
 from cybermesh.protocol.consensus.messages import Vote, block_statement
 from cybermesh.protocol.consensus.signatures import Domains, Ed25519Signer
@@ -40,12 +33,12 @@ HONEST = [0, 1, 2]
 BAD = "node-3"
 
 
-def impostor(harness: ClusterHarness, key: SigningKey) -> PeerNetwork:
+def impostor(harness: ClusterHarness, key: SigningKey, *,
+             observers: dict[str, bytes] | None = None,
+             on_message: MessageHandler | None = None) -> PeerNetwork:
     """A PeerNetwork calling itself node-3 on node-3's genesis address, holding ``key``."""
     cluster = harness.cluster
     genesis = load_genesis(cluster.genesis_path)
-    document = json.loads(cluster.genesis_path.read_text())
-    certificates = genesis_certificates(document)
     validators = genesis.validator_set
     address = validators.get(BAD).address  # type: ignore[union-attr]
     if key.public_key.raw != validators.get(BAD).public_key:  # type: ignore[union-attr]
@@ -53,7 +46,6 @@ def impostor(harness: ClusterHarness, key: SigningKey) -> PeerNetwork:
         validators = ValidatorSet(validators.epoch, tuple(
             Validator(v.validator_id, key.public_key.raw if v.validator_id == BAD
                       else v.public_key, v.power, v.address) for v in validators))
-        certificates = {**certificates, BAD: certificate_for(key, BAD, address)}
 
     async def ignore(_peer: str, _topic: Topic, _payload: bytes) -> None:
         return None
@@ -61,7 +53,8 @@ def impostor(harness: ClusterHarness, key: SigningKey) -> PeerNetwork:
     config = NetworkConfig(chain_id=genesis.chain_id, listen_host="127.0.0.1",
                            listen_port=int(address.rsplit(":", 1)[1]),
                            allowed_ips=("127.0.0.0/8",), higher_id_dial_delay=0.0)
-    return PeerNetwork(config, NodeIdentity(BAD, key), validators, certificates, ignore)
+    return PeerNetwork(config, NodeIdentity(BAD, key), validators, on_message or ignore,
+                       observers=observers)
 
 
 async def until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:

@@ -16,7 +16,7 @@ class RefusalReason(enum.Enum):
     NOT_ALLOWLISTED = "not_allowlisted"      # source / destination IP outside ALLOWED_IPS
     HANDSHAKE_FAILED = "handshake_failed"    # TLS failed (below 1.3, garbage, reset, ...)
     HANDSHAKE_TIMEOUT = "handshake_timeout"  # TLS or hello not done within the bound
-    UNKNOWN_KEY = "unknown_key"              # certificate / key is not one of the validator set
+    UNKNOWN_KEY = "unknown_key"              # key is not one of the validator set / observers
     IDENTITY_MISMATCH = "identity_mismatch"  # cert names one id, hello or dialled address another
     PROTOCOL_MISMATCH = "protocol_mismatch"  # other chain id, protocol version or topic table
     QUARANTINED = "quarantined"              # the peer is serving a quarantine
@@ -37,6 +37,7 @@ class PenaltyReason(enum.Enum):
     TIMEOUT = "timeout"                      # no frame (not even a pong) within the idle bound
     INVALID_MESSAGE = "invalid_message"      # well-formed but wrong (stale epoch, skew, replay)
     BAD_BLOCK = "bad_block"                  # served a block that fails verification
+    FORBIDDEN_TOPIC = "forbidden_topic"      # an observer sent on a consensus topic
 
 
 class P2PConfigError(ValueError):

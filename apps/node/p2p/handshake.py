@@ -2,12 +2,13 @@
 
 Order of checks (each failure raises :class:`HandshakeRefused` with the reason that is counted):
 
-1. TLS 1.3 handshake with mutual authentication against the validator set's certificates
-   (:mod:`apps.node.p2p.tls`). A certificate that is not one of them fails here:
-   ``unknown_key``; any other TLS failure (TLS 1.2 client, garbage, reset): ``handshake_failed``.
+1. TLS 1.3 handshake with mutual authentication against the trusted keys: the current
+   validator set's and the observers' (:mod:`apps.node.p2p.tls`). A certificate not signed with
+   one of them fails here: ``unknown_key``; any other TLS failure (TLS 1.2 client, garbage,
+   reset): ``handshake_failed``.
 2. Identity by key: the peer certificate's Ed25519 key must belong to a validator of the current
-   set (``unknown_key``), whose id must be the certificate's CN and, when we dialled, the id we
-   meant to reach (``identity_mismatch``); not ourselves (``self``).
+   set or to an observer (``unknown_key``), whose id must be the certificate's CN and, when we
+   dialled, the id we meant to reach (``identity_mismatch``); not ourselves (``self``).
 3. Quarantine: a quarantined peer is told so and dropped (``quarantined``).
 4. Hello, both ways: same protocol version, chain id and topic table (``protocol_mismatch``),
    and the id it claims is the certificate's (``identity_mismatch``). A goodbye instead of a
@@ -30,7 +31,7 @@ from apps.node.p2p.errors import HandshakeRefused, P2PConfigError, RefusalReason
 from apps.node.p2p.framing import FrameError, Topic, encode_frame, read_frame
 from apps.node.p2p.tls import TlsContexts, identity_from_der
 from cybermesh.protocol.genesis import parse_address
-from cybermesh.protocol.validator_set import ValidatorSet
+from cybermesh.protocol.validator_set import Validator, ValidatorSet
 
 _R = RefusalReason
 _CONNECTION_ERRORS = (ConnectionError, OSError, asyncio.IncompleteReadError, EOFError)
@@ -60,7 +61,7 @@ async def start_tls(writer: asyncio.StreamWriter, context: ssl.SSLContext) -> No
 
 
 def identify(writer: asyncio.StreamWriter, validator_set: ValidatorSet, own_id: str,
-             expected_id: str | None) -> str:
+             expected_id: str | None, observers: Mapping[str, bytes] | None = None) -> str:
     """The validator id the TLS peer proved it holds the key of (step 2 above)."""
     ssl_object = writer.get_extra_info("ssl_object")
     der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
@@ -71,6 +72,9 @@ def identify(writer: asyncio.StreamWriter, validator_set: ValidatorSet, own_id: 
     except P2PConfigError as error:
         raise HandshakeRefused(_R.UNKNOWN_KEY, str(error)) from None
     validator = validator_set.by_public_key(identity.public_key)
+    if validator is None:
+        validator = next((Validator(observer_id, key, 0) for observer_id, key
+                          in (observers or {}).items() if key == identity.public_key), None)
     if validator is None:
         raise HandshakeRefused(_R.UNKNOWN_KEY, f"key of {identity.validator_id!r} is not in "
                                "the validator set")
@@ -169,10 +173,13 @@ class Handshaker:
         self._pending = 0
         self._validator_set: ValidatorSet | None = None
         self._contexts: TlsContexts | None = None
+        self._observers: Mapping[str, bytes] = {}
 
-    def trust(self, validator_set: ValidatorSet, contexts: TlsContexts) -> None:
+    def trust(self, validator_set: ValidatorSet, contexts: TlsContexts,
+              observers: Mapping[str, bytes]) -> None:
         self._validator_set = validator_set
         self._contexts = contexts
+        self._observers = observers
 
     async def accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
                      ) -> Authenticated | None:
@@ -233,7 +240,8 @@ class Handshaker:
         if validator_set is None or contexts is None:
             raise HandshakeRefused(_R.HANDSHAKE_FAILED, "no trust configured")
         await start_tls(writer, contexts.client if outbound else contexts.server)
-        peer_id = identify(writer, validator_set, self._settings.own_id, expected_id)
+        peer_id = identify(writer, validator_set, self._settings.own_id, expected_id,
+                           self._observers)
         if self._is_quarantined(peer_id):
             refuse(writer, _R.QUARANTINED)
             raise HandshakeRefused(_R.QUARANTINED, "")

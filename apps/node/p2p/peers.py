@@ -29,6 +29,7 @@ class PeerStatus:
     score: float
     quarantined_until: float | None  # on the network's injected clock; None = not quarantined
     outbound: bool | None  # we dialled the live link; None when not connected
+    observer: bool = False  # follows by block sync only (P2P_OBSERVERS)
 
 
 @dataclass(slots=True)
@@ -41,6 +42,7 @@ class NetworkStats:
     frames_received: Counter[Topic] = field(default_factory=Counter)
     frames_sent: Counter[Topic] = field(default_factory=Counter)
     rate_limited: Counter[Topic] = field(default_factory=Counter)
+    forbidden: Counter[Topic] = field(default_factory=Counter)  # observers' consensus frames
     replies_exempted: Counter[Topic] = field(default_factory=Counter)
     send_dropped: Counter[Topic] = field(default_factory=Counter)
     callback_errors: int = 0

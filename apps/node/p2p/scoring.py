@@ -28,6 +28,7 @@ DEFAULT_PENALTIES: Mapping[PenaltyReason, float] = MappingProxyType({
     PenaltyReason.TIMEOUT: 10.0,
     PenaltyReason.INVALID_MESSAGE: 10.0,
     PenaltyReason.BAD_BLOCK: 50.0,
+    PenaltyReason.FORBIDDEN_TOPIC: 50.0,
 })
 
 

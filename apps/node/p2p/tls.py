@@ -1,28 +1,36 @@
 """TLS 1.3 with mutual authentication, certificates bound to the validator keys.
 
-A validator's TLS certificate is a self-signed X.509 certificate whose subject public key *is*
-its Ed25519 validator key, so proving possession of the TLS key in the handshake
-(CertificateVerify) proves possession of the validator key. Certificates are deterministic
-(:func:`certificate_for`): the same key, id and address always give the same bytes, because
-Ed25519 signatures and DER are deterministic and every field is derived from the inputs:
+A node's TLS certificate holds its Ed25519 node key as subject public key and is signed by that
+same key, so proving possession of the TLS key in the handshake (CertificateVerify) proves
+possession of the node key. Certificates are deterministic (:func:`certificate_for`): the same
+key, id and address always give the same bytes, because Ed25519 signatures and DER are
+deterministic and every field is derived from the inputs:
 
-* subject = issuer = ``CN=<validator id>``;
+* subject = ``CN=<node id>``; issuer = the key's *anchor name* ``O=cybermesh node key,
+  CN=<64 hex digits of the public key>`` (see trust, below);
 * serial = the first 128 bits (top bit cleared) of SHA-256 over the key, id and address;
 * validity 2024-01-01T00:00:00Z .. 9999-12-31T23:59:59Z (RFC 5280 4.1.2.5 "no well-defined
   expiration"): keys rotate by validator-set change, not by certificate expiry;
-* SAN = the IP or DNS name of the validator's address; basic constraints CA:FALSE; key usage
+* SAN = the IP or DNS name of the node's address; basic constraints CA:FALSE; key usage
   digitalSignature; extended key usage serverAuth + clientAuth.
 
-Trust: a node trusts exactly the certificates of the current validator set. They are the only
-trust anchors of both SSL contexts (``cadata`` + ``VERIFY_X509_PARTIAL_CHAIN``), both sides
+Trust is by *key*, not by certificate bytes. For every key a node trusts (the current validator
+set's keys, read from the committed ledger, plus the observer allowlist on validators) it builds
+a *key anchor* (:func:`key_anchor`): a CA certificate named by the key's anchor name whose
+public key is that key. OpenSSL accepts a peer's certificate only if its issuer name is the
+anchor name of a trusted key and its signature verifies with that key — i.e. only if it was
+signed with a trusted key. So a validator added or re-keyed by governance is trusted from the
+epoch its key enters the set, without anyone distributing its certificate. The anchors are the
+only trust anchors of both SSL contexts (``cadata`` + ``VERIFY_X509_PARTIAL_CHAIN``), both sides
 require a certificate (``CERT_REQUIRED``), nothing below TLS 1.3 is offered or accepted, and
 hostname checks are off because identity is checked after the handshake, by key: the peer
-certificate's public key must be the validator set's key for the id the certificate names.
+certificate's public key must be the trusted key of the id the certificate names.
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import ipaddress
 import os
@@ -46,6 +54,11 @@ CERT_NOT_BEFORE = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
 CERT_NOT_AFTER = datetime.datetime(9999, 12, 31, 23, 59, 59, tzinfo=datetime.UTC)
 MAX_COMMON_NAME = 64  # X.520 ub-common-name
 _SERIAL_DOMAIN = b"cybermesh/tls-serial/v1"
+_ANCHOR_ORGANIZATION = "cybermesh node key"
+# The anchors' own signature is never checked (a trust anchor is trusted as configured), so any
+# fixed key will do; a fixed one keeps the anchors deterministic.
+_ANCHOR_SIGNER = Ed25519PrivateKey.from_private_bytes(
+    hashlib.sha256(b"cybermesh/tls-anchor-signer/v1").digest())
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +93,7 @@ def certificate_for(signing_key: SigningKey, validator_id: str, address: str) ->
     certificate = (
         x509.CertificateBuilder()
         .subject_name(name)
-        .issuer_name(name)
+        .issuer_name(_anchor_name(public_raw))
         .public_key(private_key.public_key())
         .serial_number(serial)
         .not_valid_before(CERT_NOT_BEFORE)
@@ -96,6 +109,38 @@ def certificate_for(signing_key: SigningKey, validator_id: str, address: str) ->
         .sign(private_key, None)
     )
     return certificate.public_bytes(serialization.Encoding.PEM)
+
+
+def _anchor_name(public_key: bytes) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, _ANCHOR_ORGANIZATION),
+                      x509.NameAttribute(NameOID.COMMON_NAME, public_key.hex())])
+
+
+@functools.lru_cache(maxsize=4096)
+def key_anchor(public_key: bytes) -> bytes:
+    """The PEM trust anchor that makes a TLS context accept certificates signed with
+    ``public_key`` (and issued under its anchor name), whatever id or address they carry."""
+    try:
+        key = Ed25519PublicKey.from_public_bytes(public_key)
+    except ValueError as error:
+        raise P2PConfigError(f"not an Ed25519 public key: {error}") from None
+    name = _anchor_name(public_key)
+    anchor = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key)
+        .serial_number(1)
+        .not_valid_before(CERT_NOT_BEFORE)
+        .not_valid_after(CERT_NOT_AFTER)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(
+            digital_signature=False, content_commitment=False, key_encipherment=False,
+            data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=False,
+            encipher_only=False, decipher_only=False), critical=True)
+        .sign(_ANCHOR_SIGNER, None)
+    )
+    return anchor.public_bytes(serialization.Encoding.PEM)
 
 
 def _identity_of(certificate: x509.Certificate) -> CertificateIdentity:
@@ -184,15 +229,15 @@ def _load_identity(context: ssl.SSLContext, signing_key: SigningKey,
 
 
 def _context(purpose: int, signing_key: SigningKey, certificate_pem: bytes,
-             trusted_pems: Iterable[bytes]) -> ssl.SSLContext:
+             trusted_keys: Iterable[bytes]) -> ssl.SSLContext:
     context = ssl.SSLContext(purpose)
     context.minimum_version = ssl.TLSVersion.TLSv1_3
     context.check_hostname = False  # identity is checked by key after the handshake
     context.verify_mode = ssl.CERT_REQUIRED
     context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
-    anchors = "".join(pem.decode("ascii") for pem in trusted_pems)
+    anchors = "".join(key_anchor(key).decode("ascii") for key in trusted_keys)
     if not anchors:
-        raise P2PConfigError("no trusted validator certificates")
+        raise P2PConfigError("no trusted peer keys")
     context.load_verify_locations(cadata=anchors)
     _load_identity(context, signing_key, certificate_pem)
     return context
@@ -205,10 +250,10 @@ class TlsContexts:
 
 
 def build_contexts(signing_key: SigningKey, certificate_pem: bytes,
-                   trusted_pems: Iterable[bytes]) -> TlsContexts:
-    """Server and client contexts presenting ``certificate_pem`` and trusting ``trusted_pems``
-    (the validator set's certificates) and nothing else."""
-    trusted = tuple(trusted_pems)
+                   trusted_keys: Iterable[bytes]) -> TlsContexts:
+    """Server and client contexts presenting ``certificate_pem`` and trusting certificates
+    signed with one of ``trusted_keys`` (raw Ed25519 public keys) and nothing else."""
+    trusted = tuple(sorted(set(trusted_keys)))
     server = _context(ssl.PROTOCOL_TLS_SERVER, signing_key, certificate_pem, trusted)
     server.num_tickets = 0  # no resumption: every connection shows its certificate
     client = _context(ssl.PROTOCOL_TLS_CLIENT, signing_key, certificate_pem, trusted)

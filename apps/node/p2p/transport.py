@@ -16,6 +16,12 @@ payload)``. The runtime reports what it finds wrong with a payload through :meth
 and good payloads through :meth:`reward` (:mod:`scoring`). The injected ``clock`` drives
 scores, quarantines and rate limits; link liveness (pings, idle timeout, backoff) uses the
 event loop's own clock.
+
+Observers. ``observers`` (id -> public key, ``P2P_OBSERVERS``) are nodes that follow the chain
+through block sync and never take part in consensus. A validator accepts their inbound links
+(they are never dialled: an observer dials the validators), answers their block-sync requests,
+and nothing else: :meth:`broadcast` never reaches them, :meth:`send` to them carries block sync
+only, and any other topic they send is dropped and penalised (``forbidden_topic``).
 """
 
 from __future__ import annotations
@@ -54,8 +60,8 @@ from apps.node.p2p.peers import (
 )
 from apps.node.p2p.ratelimit import Admission, RateLimiter
 from apps.node.p2p.scoring import PeerScores
-from apps.node.p2p.tls import build_contexts, check_validator_certificates
-from cybermesh.protocol.validator_set import ValidatorSet
+from apps.node.p2p.tls import build_contexts, certificate_for
+from cybermesh.protocol.validator_set import Validator, ValidatorSet
 
 logger = structlog.get_logger(__name__)
 _R = RefusalReason
@@ -70,8 +76,8 @@ class PeerNetwork:
     """Authenticated, encrypted full mesh to the validators of the current set."""
 
     def __init__(self, config: NetworkConfig, identity: NodeIdentity,
-                 validator_set: ValidatorSet, certificates: Mapping[str, bytes],
-                 on_message: MessageHandler, *,
+                 validator_set: ValidatorSet, on_message: MessageHandler, *,
+                 observers: Mapping[str, bytes] | None = None,
                  on_quarantine: QuarantineHandler | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  rng: random.Random | None = None) -> None:
@@ -100,7 +106,8 @@ class PeerNetwork:
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
         self._running = False
-        self._own_certificate = b""
+        self._observers = dict(observers or {})
+        self._own_certificate = self._certificate(validator_set)
         self._log = logger.bind(node_id=self._own_id)
         self._handshaker = Handshaker(
             settings=HandshakeSettings(own_id=self._own_id, hello=hello, caps=self._caps),
@@ -108,22 +115,33 @@ class PeerNetwork:
             max_pending=config.max_pending_handshakes,
             dial_source_host=config.dial_source_host, count_refused=self._count_refused,
             is_quarantined=self._scores.is_quarantined)
-        self._validator_set = self._adopt(validator_set, certificates)
+        self._validator_set = self._adopt(validator_set)
+        for observer_id, public_key in self._observers.items():
+            if observer_id in validator_set or observer_id == self._own_id:
+                raise P2PConfigError(f"observer {observer_id!r} is also a validator id or "
+                                     "our own id")
+            self._peers[observer_id] = PeerRecord(Validator(observer_id, public_key, 0))
         self._install_peers()
 
     # ----- configuration ------------------------------------------------------------------
 
-    def _adopt(self, validator_set: ValidatorSet, certificates: Mapping[str, bytes]
-               ) -> ValidatorSet:
-        """Check the certificates, then trust exactly them (raises before changing anything)."""
-        chosen = check_validator_certificates(validator_set, certificates)
-        own = chosen.get(self._own_id, self._own_certificate)
-        if not own:
-            raise P2PConfigError(f"{self._own_id!r} is not in the validator set")
-        contexts = build_contexts(self._identity.signing_key, own, chosen.values())
-        self._own_certificate = own
-        self._handshaker.trust(validator_set, contexts)
+    def _certificate(self, validator_set: ValidatorSet) -> bytes:
+        """Our certificate: made from our key, so it is valid in every epoch our key is."""
+        own = validator_set.get(self._own_id)
+        address = own.address if own is not None and own.address else \
+            f"{self._config.listen_host}:{self._config.listen_port or 1}"
+        return certificate_for(self._identity.signing_key, self._own_id, address)
+
+    def _adopt(self, validator_set: ValidatorSet) -> ValidatorSet:
+        """Trust exactly the set's keys and the observers' (raises before changing anything)."""
+        trusted = [validator.public_key for validator in validator_set]
+        trusted += self._observers.values()
+        contexts = build_contexts(self._identity.signing_key, self._own_certificate, trusted)
+        self._handshaker.trust(validator_set, contexts, self._observers)
         return validator_set
+
+    def is_observer(self, peer_id: str) -> bool:
+        return peer_id in self._observers
 
     def _install_peers(self) -> None:
         for validator in self._validator_set:
@@ -178,16 +196,17 @@ class PeerNetwork:
         metrics.PEERS_CONNECTED.labels(self._own_id).set(0)
         self._log.info("p2p.stopped")
 
-    def update_validators(self, validator_set: ValidatorSet,
-                          certificates: Mapping[str, bytes]) -> None:
+    def update_validators(self, validator_set: ValidatorSet) -> None:
         """Epoch change: trust exactly the new set; drop peers that left, dial new ones.
 
         Links to peers still in the set with the same key stay up (their TLS handshake proved
         that key). If our own id left the set we keep our certificate, so we can still serve
         block sync to those who ask (they decide whether to trust us).
         """
-        self._validator_set = self._adopt(validator_set, certificates)
+        self._validator_set = self._adopt(validator_set)
         for peer_id, peer in list(self._peers.items()):
+            if peer_id in self._observers:
+                continue
             validator = validator_set.get(peer_id)
             if validator is None or validator.public_key != peer.validator.public_key:
                 self._drop_peer(peer_id)
@@ -234,6 +253,8 @@ class PeerNetwork:
         if len(payload) > self._caps[topic]:
             raise ValueError(f"{topic.kind} payload of {len(payload)} bytes exceeds the cap "
                              f"{self._caps[topic]}")
+        if topic is not Topic.BLOCKSYNC and peer_id in self._observers:
+            raise ValueError(f"observers get block sync only, not {topic.kind}")
         peer = self._peers.get(peer_id)
         link = peer.link if peer is not None else None
         if link is None or not link.enqueue(encode_frame(topic, payload)):
@@ -248,10 +269,11 @@ class PeerNetwork:
         return True
 
     async def broadcast(self, topic: Topic, payload: bytes) -> int:
-        """Send to every connected peer; return how many frames were queued."""
+        """Send to every connected validator (never to observers); return how many frames
+        were queued."""
         sent = 0
         for peer_id in list(self._peers):
-            if self._peers[peer_id].link is not None:
+            if self._peers[peer_id].link is not None and peer_id not in self._observers:
                 sent += await self.send(peer_id, topic, payload)
         return sent
 
@@ -296,8 +318,14 @@ class PeerNetwork:
                 peer_id=peer_id, address=peer.validator.address,
                 connected=peer.link is not None, score=self._scores.score(peer_id),
                 quarantined_until=self._scores.quarantined_until(peer_id),
-                outbound=None if peer.link is None else peer.link.outbound))
+                outbound=None if peer.link is None else peer.link.outbound,
+                observer=peer_id in self._observers))
         return statuses
+
+    def status_rows(self) -> list[dict[str, object]]:
+        """``peers()`` as the JSON rows of the node status (API, ``cluster status``)."""
+        return [{"id": p.peer_id, "connected": p.connected, "score": round(p.score, 2),
+                 "address": p.address, "observer": p.observer} for p in self.peers()]
 
     def connected_peers(self) -> list[str]:
         return sorted(peer_id for peer_id, peer in self._peers.items() if peer.link is not None)
@@ -404,6 +432,13 @@ class PeerNetwork:
         if topic is Topic.CONTROL:
             self._on_control(link, payload)
             return
+        if topic is not Topic.BLOCKSYNC and peer_id in self._observers:
+            # An observer never takes part in consensus: whatever it sends there is refused
+            # before any decoding, and counts against it.
+            self.stats.forbidden[topic] += 1
+            metrics.FRAMES_DROPPED.labels(self._own_id, self._names[topic], "observer").inc()
+            self.penalize(peer_id, PenaltyReason.FORBIDDEN_TOPIC)
+            return
         self.stats.frames_received[topic] += 1
         self._frames_received[topic].inc()
         self._bytes_received[topic].inc(len(payload))
@@ -437,7 +472,7 @@ class PeerNetwork:
         # The lower id dials at once; the higher id gives it a head start after every loss of
         # the link, so simultaneous dials (and frames lost on the link dedup then closes) are
         # rare. If the lower id cannot reach us, we still dial it after the head start.
-        yields = self._own_id > peer_id
+        yields = self._own_id > peer_id and self._own_id in self._validator_set
         await self._wait(peer, self._rng.uniform(0, self._config.backoff.initial))
         head_start_given = False
         while self._running and self._peers.get(peer_id) is peer:

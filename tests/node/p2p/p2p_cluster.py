@@ -31,7 +31,7 @@ from apps.node.p2p.control import (
     topics_digest,
 )
 from apps.node.p2p.framing import encode_frame, read_frame
-from apps.node.p2p.tls import build_contexts
+from apps.node.p2p.tls import build_contexts, identity_from_pem
 from cybermesh.protocol.crypto.signing import SigningKey
 from cybermesh.protocol.validator_set import Validator, ValidatorSet
 
@@ -122,9 +122,9 @@ class Cluster:
 
     def node(self, validator_id: str, *, clock: Callable[[], float] | None = None,
              validator_set: ValidatorSet | None = None, responder: Responder | None = None,
-             **overrides: Any) -> Node:
+             observers: dict[str, bytes] | None = None, **overrides: Any) -> Node:
         return Node(self, validator_id, clock=clock, validator_set=validator_set,
-                    responder=responder, **overrides)
+                    responder=responder, observers=observers, **overrides)
 
 
 Responder = Callable[["Node", str, Topic, bytes], Awaitable[None]]
@@ -139,7 +139,8 @@ class Node:
     def __init__(self, cluster: Cluster, validator_id: str, *,
                  clock: Callable[[], float] | None = None,
                  validator_set: ValidatorSet | None = None,
-                 responder: Responder | None = None, **overrides: Any) -> None:
+                 responder: Responder | None = None,
+                 observers: dict[str, bytes] | None = None, **overrides: Any) -> None:
         self.validator_id = validator_id
         self.received: list[tuple[str, Topic, bytes]] = []
         self.quarantined: list[tuple[str, str]] = []
@@ -148,7 +149,7 @@ class Node:
         self.network = PeerNetwork(
             cluster.config(validator_id, **overrides),
             NodeIdentity(validator_id, cluster.keys[validator_id]),
-            validator_set or cluster.validator_set, cluster.certificates, self._on_message,
+            validator_set or cluster.validator_set, self._on_message, observers=observers,
             on_quarantine=lambda peer, reason: self.quarantined.append((peer, reason.value)),
             **extra)
 
@@ -233,7 +234,9 @@ class RawPeer:
 
 
 def client_context(key: SigningKey, certificate: bytes, trusted: list[bytes]) -> ssl.SSLContext:
-    return build_contexts(key, certificate, trusted).client
+    """A client context presenting ``certificate`` and trusting the keys of ``trusted``."""
+    keys = [identity_from_pem(pem).public_key for pem in trusted]
+    return build_contexts(key, certificate, keys).client
 
 
 async def wait_all(awaitables: list[Awaitable[Any]]) -> None:

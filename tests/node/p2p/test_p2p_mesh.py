@@ -119,7 +119,7 @@ def test_epoch_change_drops_the_peer_that_left_and_connects_the_one_that_joined(
             await eventually(mesh_ready([*staying, leaving]))
             await joining.network.start()
             for node in staying:
-                node.network.update_validators(second, cluster.certificates)
+                node.network.update_validators(second)
             await eventually(mesh_ready([*staying, joining]), what="mesh of the new epoch")
             for node in staying:
                 assert node.network.stats.refused[RefusalReason.REMOVED] == 1

@@ -148,7 +148,8 @@ def test_a_tls12_only_client_is_refused():
         await node.network.start()
         try:
             context = build_contexts(cluster.keys["node-1"], cluster.certificates["node-1"],
-                                     list(cluster.certificates.values())).client
+                                     [key.public_key.raw for key in cluster.keys.values()]
+                                     ).client
             context.minimum_version = ssl.TLSVersion.TLSv1_2
             context.maximum_version = ssl.TLSVersion.TLSv1_2
             with pytest.raises((ssl.SSLError, ConnectionError)):

@@ -8,6 +8,7 @@ import ssl
 
 import pytest
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.x509.oid import NameOID
 
@@ -18,6 +19,7 @@ from apps.node.p2p.tls import (
     certificate_for,
     check_validator_certificates,
     identity_from_pem,
+    key_anchor,
 )
 from cybermesh.protocol.crypto.signing import SigningKey
 from cybermesh.protocol.validator_set import Validator, ValidatorSet
@@ -44,7 +46,9 @@ def test_certificate_subject_key_is_the_validator_key_and_fields_are_as_document
     assert isinstance(public_key, Ed25519PublicKey)
     assert public_key.public_bytes_raw() == signing_key.public_key.raw
     assert certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "node-1"
-    assert certificate.issuer == certificate.subject
+    # Issued under the key's anchor name: trusted wherever the key is (see key_anchor).
+    assert certificate.issuer.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == \
+        signing_key.public_key.raw.hex()
     assert certificate.not_valid_after_utc == CERT_NOT_AFTER
     san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("10.0.0.7")]
@@ -111,7 +115,7 @@ def test_check_validator_certificates_refuses_a_missing_certificate():
 
 def test_contexts_require_tls13_and_client_certificates():
     own = certificate_for(key(0), "node-0", "127.0.0.1:7000")
-    contexts = build_contexts(key(0), own, [own])
+    contexts = build_contexts(key(0), own, [key(0).public_key.raw])
     for context in (contexts.server, contexts.client):
         assert context.minimum_version is ssl.TLSVersion.TLSv1_3
         assert context.verify_mode is ssl.CERT_REQUIRED
@@ -121,7 +125,7 @@ def test_contexts_require_tls13_and_client_certificates():
 def test_contexts_refuse_a_certificate_that_is_not_ours():
     with pytest.raises(P2PConfigError, match="does not hold our signing key"):
         other = certificate_for(key(1), "node-1", "127.0.0.1:7001")
-        build_contexts(key(0), other, [other])
+        build_contexts(key(0), other, [key(1).public_key.raw])
 
 
 def test_genesis_certificates_round_trip_through_a_genesis_document():
@@ -142,3 +146,15 @@ def test_genesis_certificates_round_trip_through_a_genesis_document():
     document["validators"][0]["tls_certificate"] = "x" * 5000
     with pytest.raises(P2PConfigError, match="at most"):
         genesis_certificates(document)
+
+
+def test_a_key_anchor_trusts_certificates_signed_with_that_key_and_no_other():
+    """The anchor is what makes trust follow the validator set's keys: a certificate issued
+    under a key's anchor name verifies against the anchor only if that key signed it."""
+    anchor = x509.load_pem_x509_certificate(key_anchor(key(1).public_key.raw))
+    assert anchor.public_key().public_bytes_raw() == key(1).public_key.raw
+    good = x509.load_pem_x509_certificate(certificate_for(key(1), "node-1", "127.0.0.1:7001"))
+    good.verify_directly_issued_by(anchor)
+    forged = x509.load_pem_x509_certificate(certificate_for(key(2), "node-1", "127.0.0.1:7001"))
+    with pytest.raises((ValueError, InvalidSignature)):
+        forged.verify_directly_issued_by(anchor)

@@ -1,6 +1,6 @@
 """`manage.py cluster up|status|down|traffic`: a local cluster on loopback in one command.
 
-    manage.py cluster up --validators 4 [--dir .cluster] [--rate 20] [--bad-ratio 0.03]
+    manage.py cluster up --validators 4 [--observers 1] [--dir .cluster] [--rate 20]
     manage.py cluster status [--dir .cluster] [--json]
     manage.py cluster down [--dir .cluster] [--grace 20] [--purge]
     manage.py cluster traffic --dir .cluster --rate 20      (foreground; `up` starts it)
@@ -9,7 +9,9 @@
 database (cloned from a migrated template), creates the demo admin login, starts the embedded
 Kafka-protocol broker, the validators (node i: HTTP on 127.0.0.1:<http base + i>, peers on
 127.0.0.1:<p2p base + i>), one ingest consumer per node and a traffic generator playing the AI
-layer, then waits until the heights climb and prints URLs and the login. Processes run in the
+layer, then waits until the heights climb and prints URLs and the login. ``--observers N`` adds
+N observers (``obs-<j>``: HTTP and peers on the ports after the validators'), which follow the
+chain by block sync, serve the API and admin, and never vote. Processes run in the
 background with pid files under DIR/run and logs under DIR/logs (see apps/node/localcluster.py).
 `down` sends SIGTERM to everything (traffic, ingest, validators, broker in that order) and
 SIGKILL to what is still running after ``--grace`` seconds.
@@ -40,6 +42,8 @@ class Command(BaseCommand):
         actions = parser.add_subparsers(dest="action", required=True)
         up = actions.add_parser("up", help="start (or restart) the cluster")
         up.add_argument("--validators", type=int, default=4)
+        up.add_argument("--observers", type=int, default=0,
+                        help="observer nodes: follow by block sync, serve the API, never vote")
         up.add_argument("--rate", type=float, default=20.0,
                         help="events per second the traffic generator publishes (0: none)")
         up.add_argument("--bad-ratio", type=float, default=0.03,
@@ -81,11 +85,12 @@ class Command(BaseCommand):
     # ------------------------------------------------------------------ up
 
     def _up(self, options: dict[str, Any]) -> None:
-        if options["validators"] < 1:
-            raise CommandError("--validators must be at least 1")
+        if options["validators"] < 1 or options["observers"] < 0:
+            raise CommandError("--validators must be at least 1 and --observers at least 0")
         if options["rate"] < 0 or not 0 <= options["bad_ratio"] <= 1:
             raise CommandError("--rate must be >= 0 and --bad-ratio within 0..1")
         cluster = LocalCluster(Path(options["dir"]), validators=options["validators"],
+                               observers=options["observers"],
                                http_base_port=options["http_base_port"],
                                p2p_base_port=options["p2p_base_port"],
                                server_url=options["database_server"])
@@ -93,6 +98,7 @@ class Command(BaseCommand):
         if cluster.init():
             say(f"generated genesis and keys for {cluster.validators} validators in "
                 f"{cluster.root}")
+        cluster.init_observers()
         running = [record.name for record in cluster.processes.records() if record.alive()]
         if running:
             raise CommandError(f"already running: {', '.join(running)} "
@@ -110,10 +116,11 @@ class Command(BaseCommand):
         self._start_notifiers(cluster, enabled=kafka and not options["no_notifications"],
                               redis_url=options["redis_url"])
         before = {index: (cluster.node_view(index).height or 0)
-                  for index in range(cluster.validators)}
-        for index in range(cluster.validators):
+                  for index in range(cluster.nodes)}
+        for index in range(cluster.nodes):
             cluster.start_node(index)
-        say(f"started {cluster.validators} validators")
+        say(f"started {cluster.validators} validators"
+            + (f" and {cluster.observers} observers" if cluster.observers else ""))
         if kafka:
             for index in range(cluster.validators):
                 cluster.start_ingest(index)
@@ -138,7 +145,7 @@ class Command(BaseCommand):
 
     def _wait_for_progress(self, cluster: LocalCluster, before: dict[int, int], *,
                            climbing: bool, timeout_s: float) -> None:
-        watched = [cluster.node_name(i) for i in range(cluster.validators)]
+        watched = [cluster.node_name(i) for i in range(cluster.nodes)]
 
         def climbed() -> bool:
             heights = cluster.heights()
@@ -161,7 +168,7 @@ class Command(BaseCommand):
         password_file = cluster.root / "admin-password"
         password = password_file.read_text().strip()
         lines = ["", "  CyberMesh cluster is up", ""]
-        for index in range(cluster.validators):
+        for index in range(cluster.nodes):
             url = cluster.http_url(index)
             lines.append(f"    {cluster.node_ids[index]:<8} {url}admin/   {url}api/v1/status/")
         lines += ["", f"    API docs  {cluster.http_url(0)}api/docs/",
@@ -181,7 +188,7 @@ class Command(BaseCommand):
     def _print_status(self, cluster: LocalCluster, *, as_json: bool) -> None:
         views = cluster.node_views()
         others = {record.name: record.alive() for record in cluster.processes.records()
-                  if not record.name.startswith("node-")}
+                  if not record.name.startswith(("node-", "obs-"))}
         if as_json:
             self.stdout.write(json.dumps({"nodes": [view.as_dict() for view in views],
                                           "processes": others}, sort_keys=True))
