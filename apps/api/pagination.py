@@ -15,6 +15,7 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from django.db.models import F
@@ -97,12 +98,27 @@ class KeysetPagination(BasePagination):
             else:
                 queryset = queryset.filter(
                     TupleLessThan(Tuple(*(F(name) for name in names)), tuple(position)))
-        rows = list(queryset[:limit + 1])
+        return self._page(list(queryset[:limit + 1]), limit)
+
+    def paginate_rows(self, fetch: Callable[[list[Any] | None, int], list[Any]],
+                      request: Request, view: Any) -> list[Any]:
+        """Like :meth:`paginate_queryset` for reads that are not one queryset: ``fetch(
+        position, count)`` returns up to ``count`` rows, newest first, strictly below
+        ``position`` (the decoded cursor; None on the first page)."""
+        fields: CursorFields = view.cursor_fields
+        self.request, self.fields = request, fields
+        limit = parse_limit(request)
+        cursor = request.query_params.get(self.cursor_query_param)
+        return self._page(fetch(decode_cursor(cursor, fields) if cursor else None, limit + 1),
+                          limit)
+
+    def _page(self, rows: list[Any], limit: int) -> list[Any]:
+        """``limit`` of ``rows`` (which has ``limit + 1`` when there is a next page)."""
         self.next_position = None
         if len(rows) > limit:
             rows = rows[:limit]
             last = rows[-1]
-            self.next_position = [_row_value(last, name) for name in names]
+            self.next_position = [_row_value(last, name) for name, _ in self.fields]
         return rows
 
     def get_next_link(self) -> str | None:

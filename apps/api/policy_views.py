@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
@@ -26,7 +25,7 @@ from apps.api.state_queries import (
     StateUnavailable,
     latest_provable_version,
     policy_decision,
-    policy_records,
+    policy_page,
     record_json,
     version_time_ms,
 )
@@ -79,13 +78,13 @@ class PolicyListView(FilteredListView):
                  else tuple(sorted(POLICY_TAGS)))
         return version, as_of, kinds
 
-    def get_queryset(self) -> QuerySet[Any]:
-        version, _, kinds = self._query()
-        return policy_records(version=version, kinds=kinds)
-
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         version, as_of, kinds = self._query()
-        rows = self.paginate_queryset(policy_records(version=version, kinds=kinds)) or []
+        rows = self.paginator.paginate_rows(  # type: ignore[union-attr]
+            lambda position, count: policy_page(
+                version=version, kinds=kinds, below=None if position is None else position[0],
+                count=count),
+            request, self)
         items = []
         for row in rows:
             record = record_json(None if row.value is None else bytes(row.value))

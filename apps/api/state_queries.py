@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import heapq
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,22 +160,49 @@ def version_time_ms(version: int) -> int:
     return int(stamp)
 
 
-def policy_records(*, version: int, kinds: tuple[str, ...]) -> QuerySet[StateValue]:
-    """Rows holding the live rule / quarantine records at ``version`` (the latest row of each
-    key, not a deletion), for keyset paging on ``key_hash``.
+def _live_records_of(kind: str, *, version: int, below: bytes | None,
+                     count: int) -> list[StateValue]:
+    """Up to ``count`` live records of one type at ``version``, tree key descending, keys
+    below ``below``.
 
-    ``state_kv`` rows carry their record type as the ``namespace`` label (set at execution), so
-    this walks the (namespace, key_hash, version) index: its cost grows with the policy, not
-    with the whole state."""
+    One range of the ``(namespace, key_hash, version)`` index per batch: every condition is
+    an index condition (namespace, key bound, version bound), and the "no newer version"
+    check probes the primary key ``(key_hash, version)``. Deletions (NULL values) are skipped
+    here rather than filtered in SQL, where ``value`` (not in the index) would be a per-row
+    filter; a batch that is all deletions just reads the next one."""
+    newer = StateValue.objects.filter(key_hash=OuterRef("key_hash"),
+                                      version__gt=OuterRef("version"), version__lte=version)
+    found: list[StateValue] = []
+    while len(found) < count:
+        rows = StateValue.objects.filter(namespace=kind, version__lte=version)
+        if below is not None:
+            rows = rows.filter(key_hash__lt=below)
+        batch = list(rows.exclude(Exists(newer)).order_by("-key_hash")
+                     .only("key_hash", "version", "value")[:count])
+        found += [row for row in batch if row.value is not None]
+        if len(batch) < count:
+            break
+        below = bytes(batch[-1].key_hash)
+    return found[:count]
+
+
+def policy_page(*, version: int, kinds: tuple[str, ...], below: bytes | None,
+                count: int) -> list[StateValue]:
+    """The live rule / quarantine records at ``version`` (the latest row of each key, not a
+    deletion), tree key descending below ``below``, at most ``count`` of them.
+
+    ``state_kv`` rows carry their record type as the ``namespace`` label (set at execution).
+    Each type is read from its own range of the ``(namespace, key_hash, version)`` index and
+    the ranges are merged here: a single query over two namespaces cannot come out of that
+    index in key order, so PostgreSQL would walk the whole primary key instead. The cost
+    grows with the page and the policy's deletions, not with the state."""
     unknown = set(kinds) - set(POLICY_TAGS)
     if unknown:
         raise ValueError(f"unknown policy record kinds: {sorted(unknown)}")
-    newer = StateValue.objects.filter(key_hash=OuterRef("key_hash"),
-                                      version__gt=OuterRef("version"), version__lte=version)
-    return (StateValue.objects.filter(namespace__in=kinds, version__lte=version,
-                                      value__isnull=False)
-            .exclude(Exists(newer))
-            .only("key_hash", "version", "value"))
+    ranges = [_live_records_of(kind, version=version, below=below, count=count)
+              for kind in kinds]
+    merged = heapq.merge(*ranges, key=lambda row: bytes(row.key_hash), reverse=True)
+    return list(itertools.islice(merged, count))
 
 
 def read_records_at(keys: list[bytes], version: int) -> dict[bytes, bytes | None]:

@@ -78,7 +78,9 @@ def chain(policy_chain_items: list[CommittedItem], client_for: ClientFor) -> dic
     client = client_for("analyst")
     page = client.get("/api/v1/transactions/?limit=1").json()
     blocks = client.get("/api/v1/blocks/?limit=1").json()
+    policy = client.get("/api/v1/policy/?limit=1").json()
     return {"tx_id": page["results"][0]["tx_id"],
+            "policy_cursor": policy["next"].split("cursor=")[1].split("&")[0],
             "tx_cursor": page["next"].split("cursor=")[1].split("&")[0],
             "block_cursor": blocks["next"].split("cursor=")[1].split("&")[0],
             "block_hash": blocks["results"][0]["hash"]}
@@ -108,8 +110,11 @@ INDEXED = [
     "/api/v1/transactions/?severity=7",
     "/api/v1/evidence/",
     "/api/v1/evidence/?offender=v1",
-    # /api/v1/policy/ pages over two record types at once; PostgreSQL walks the primary key
-    # and filters on the namespace label instead of merging two index ranges (docs/api.md).
+    # Two record types: one range of the namespace index each, merged by the view.
+    "/api/v1/policy/",
+    "/api/v1/policy/?limit=1&cursor={policy_cursor}",
+    "/api/v1/policy/?type=rule",
+    "/api/v1/policy/?type=quarantine&version=2",
 ]
 
 @pytest.mark.parametrize("template", INDEXED)
