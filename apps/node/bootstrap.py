@@ -62,7 +62,8 @@ def load_or_create_tip(genesis: Genesis, *, node_id: str) -> Tip:
     expected_root = genesis_block(genesis)
     if not BlockRow.objects.exists():
         state = genesis_state(chain_id=genesis.chain_id, genesis_time_ms=genesis.genesis_time_ms,
-                              validators=genesis.validator_set.validators)
+                              validators=genesis.validator_set.validators,
+                              parameters=genesis.executor)
         commit_genesis(state=state, block=expected_root,
                        qc=genesis_qc(0, expected_root.block_id, 0), node_id=node_id)
     stored_genesis = load_block(0)

@@ -65,3 +65,26 @@ class NodeStatus(models.Model):
 
     def __str__(self) -> str:
         return f"{self.node_id} at height {self.height}, view {self.view}"
+
+
+class EpochEndProof(models.Model):
+    """The proof that an epoch ended: its reconfiguration block, the certified blocks above it
+    and the QC on the last (a wire ``SyncResponse``).
+
+    The 2-chain rule commits the reconfiguration block only together with a certified child,
+    and that child is never in the ledger (the next epoch grows from the reconfiguration block).
+    A node syncing through the epoch change needs it, so every node keeps the proof of every
+    epoch it saw end — in the database, because consensus keeps it only in memory — and serves
+    it even after a restart, and after it left the validator set.
+    """
+
+    epoch = models.BigIntegerField(primary_key=True)
+    reconfiguration_height = models.BigIntegerField()
+    data = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "epoch-end proof"
+
+    def __str__(self) -> str:
+        return f"end of epoch {self.epoch} at height {self.reconfiguration_height}"

@@ -41,6 +41,7 @@ from apps.mempool.services import expire
 from apps.node import ledger_sync
 from apps.node.application import Application
 from apps.node.bootstrap import load_or_create_tip
+from apps.node.epoch_proofs import load_epoch_proof, persist_epoch_proof, recent_epoch_proofs
 from apps.node.evidence import submit_evidence
 from apps.node.models import NodeStatus
 from apps.node.p2p.errors import PenaltyReason
@@ -89,6 +90,7 @@ from cybermesh.protocol.consensus.messages import (
 )
 from cybermesh.protocol.consensus.pacemaker import PacemakerParameters
 from cybermesh.protocol.consensus.signatures import Ed25519Signer, Ed25519Verifier
+from cybermesh.protocol.consensus.sync import KEPT_EPOCH_PROOFS
 from cybermesh.protocol.consensus.wire import (
     DEFAULT_WIRE_LIMITS,
     decode_message,
@@ -212,6 +214,9 @@ class NodeRuntime:
             verifier=Ed25519Verifier(), epoch=tip.epoch, committed=tip.block,
             committed_qc=tip.qc, safety_data=safety, payload_check=self._payload_check,
             now_ms=now_ms())
+        # Proofs of the epochs that ended before this one, kept across restarts: served to
+        # nodes still syncing through those epoch changes (apps/node/epoch_proofs.py).
+        self.core.epoch_end_proofs.update(recent_epoch_proofs(tip.epoch.epoch, KEPT_EPOCH_PROOFS))
         self.app = Application(
             chain_id=self.config.genesis.chain_id, node_id=self.node_id, limits=self._limits,
             executor=tip.executor, committed=tip.block, committed_root=tip.state_root,
@@ -258,6 +263,11 @@ class NodeRuntime:
         core = self.core
         view_before, dropped_before = core.view, core.stats.dropped
         actions = core.handle(Tick(now_ms()))
+        # A message of a later epoch is no fault of its sender: we are behind an epoch change
+        # (a restart, a partition, a validator that governance just added). Catch up through
+        # the ledger from whoever showed us, instead of counting it against them.
+        ahead = isinstance(event, MessageReceived) and event.sender != self.node_id and \
+            getattr(event.message, "epoch", core.epoch.epoch) > core.epoch.epoch
         if self._vote_journal is not None and isinstance(event, MessageReceived) \
                 and isinstance(event.message, Vote):
             self._journal_vote(event.message)
@@ -275,7 +285,9 @@ class NodeRuntime:
                 self.log.info("proposed", view=message.block.view, height=message.block.height,
                               payload_bytes=len(message.block.payload))
         if isinstance(event, MessageReceived):
-            if core.stats.dropped > dropped_before:
+            if ahead:
+                out.ledger_sync_from = (event.sender, core.committed.height + 1)
+            elif core.stats.dropped > dropped_before:
                 out.penalize.append((event.sender, PenaltyReason.INVALID_MESSAGE))
             self._note_progress(event, out)
         if out.ledger_sync_from is not None or time.monotonic() < self._sync_outstanding_until:
@@ -356,14 +368,20 @@ class NodeRuntime:
             elif isinstance(action, ReportEvidence):
                 self._report_evidence(action)
             elif isinstance(action, EnterEpoch):
-                out.new_validators = action.validator_set
-                self.log.info("entered epoch", epoch=action.validator_set.epoch,
-                              member=action.member)
+                self._enter_epoch(action, out)
             else:  # SafetyAlarm: two conflicting certified chains — never silent
                 self.log.critical("consensus safety alarm", alarm=repr(action))
                 record_audit(actor=self.node_id, action="consensus.safety_alarm",
                              outcome="failure", details={"alarm": repr(action)[:1000]})
         return out
+
+    def _enter_epoch(self, action: EnterEpoch, out: Outbound) -> None:
+        assert self.core is not None  # noqa: S101
+        out.new_validators = action.validator_set
+        proof = self.core.epoch_end_proofs.get(action.validator_set.epoch - 1)
+        if proof is not None:
+            persist_epoch_proof(proof)
+        self.log.info("entered epoch", epoch=action.validator_set.epoch, member=action.member)
 
     def _guarded(self, message: Message) -> bool:
         return self._guard_views is not None and isinstance(message, _SIGNED_BY_US)
@@ -445,7 +463,7 @@ class NodeRuntime:
             return None
         last = blocks[-1]
         if last.next_validators is not None:
-            proof = core.epoch_end_proofs.get(last.epoch)
+            proof = core.epoch_end_proofs.get(last.epoch) or load_epoch_proof(last.epoch)
             above = [] if proof is None or proof.qc is None else \
                 [block for block in proof.blocks if block.height > last.height]
             if above and above[0].parent_id == last.block_id and proof is not None \
@@ -480,10 +498,17 @@ class NodeRuntime:
         ledger_sync.commit_chosen(self.app, chosen)
         if not chosen:
             return out, False
+        epoch_before = core.epoch.epoch
+        if chosen[-1][0].next_validators is not None:
+            persist_epoch_proof(response)  # so we can prove this epoch change to others
         LEDGER_SYNC_BLOCKS.labels(self.node_id).inc(len(chosen))
         self.log.info("caught up through the ledger", blocks=len(chosen),
                       height=self.app.committed.height)
         rebuilt = self._perform(self._build_core())
+        if self.core.epoch.epoch != epoch_before:
+            rebuilt.new_validators = self.core.epoch.validator_set
+            self.log.info("entered epoch through the ledger", epoch=self.core.epoch.epoch,
+                          member=self.core.member)
         if self._seen_qc_height > self.app.committed.height + self.config.catchup_lag:
             rebuilt.ledger_sync_from = (sender, self.app.committed.height + 1)
         return rebuilt, True

@@ -11,12 +11,15 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
 
 from cybermesh.protocol.crypto.hashing import sha256
 from cybermesh.protocol.crypto.signing import CryptoError, PublicKey
 from cybermesh.protocol.validator_set import Validator, ValidatorSet, quorum_math
+
+if TYPE_CHECKING:  # the executor package imports this module (addresses): no cycle at runtime
+    from cybermesh.protocol.executor.params import ExecutorParameters
 
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
                        r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
@@ -71,6 +74,9 @@ class Genesis:
     consensus: ConsensusParameters
     min_fault_tolerance: int
     digest: bytes
+    # The executor's parameters at height 0 (optional "executor" object; governance changes
+    # them later). None = the defaults, so older genesis files keep their chain.
+    executor: ExecutorParameters | None = None
 
     @property
     def quorum_size(self) -> int:
@@ -181,6 +187,24 @@ def _consensus(raw_consensus: Any, problems: list[str]) -> ConsensusParameters:
     return consensus
 
 
+def _executor(raw_executor: Any, problems: list[str]) -> ExecutorParameters | None:
+    from cybermesh.protocol.executor.params import ExecutorParameters
+
+    if not isinstance(raw_executor, dict):
+        problems.append("executor must be an object")
+        return None
+    if not raw_executor:
+        return None
+    known = {item.name for item in fields(ExecutorParameters)}
+    unknown = sorted(set(raw_executor) - known)
+    if unknown:
+        problems.append(f"executor has unknown parameters: {', '.join(unknown)}")
+        return None
+    executor = ExecutorParameters(**raw_executor)
+    problems.extend(executor.problems())
+    return executor
+
+
 def parse_genesis(text: str | bytes) -> Genesis:
     """Parse and validate genesis JSON; raise ``GenesisError`` listing every problem."""
     if len(text) > MAX_GENESIS_BYTES:
@@ -195,6 +219,7 @@ def parse_genesis(text: str | bytes) -> Genesis:
     chain_id, genesis_time_ms, min_fault_tolerance = _header(data, problems)
     validators = _validators(data.get("validators"), problems)
     consensus = _consensus(data.get("consensus", {}), problems)
+    executor = _executor(data.get("executor", {}), problems)
     if validators and not problems:
         math = quorum_math(sum(v.power for v in validators))
         if math.max_faulty_power < min_fault_tolerance:
@@ -212,6 +237,7 @@ def parse_genesis(text: str | bytes) -> Genesis:
         consensus=consensus,
         min_fault_tolerance=min_fault_tolerance,
         digest=sha256(canonical),
+        executor=executor,
     )
 
 
