@@ -6,6 +6,10 @@ time. The code marks such places with :func:`hit`, and a test arms one through t
 
     CYBERMESH_FAILPOINTS="ingest.before_offset_commit=pause@3"
 
+Points: ``ingest.before_offset_commit`` (a batch is durable, its offsets not committed) and
+``ingest.before_eviction_dead_letter`` (an eviction is committed in the database, its dead
+letter not yet sent to the DLQ).
+
 ``pause@N`` parks the process at the N-th time the point is reached (N defaults to 1): it
 prints ``failpoint <name> paused`` on stderr and sleeps until killed. Unset, :func:`hit` is one
 dictionary lookup. Production mode refuses a non-empty ``CYBERMESH_FAILPOINTS``

@@ -6,10 +6,12 @@ A dead letter is the original message (same value, same key, the original header
 ``dlq-reason``            the admission reason (``bad_signature``, ``malformed``, ...)
 ``dlq-tx-reason``         the transaction layer's precise reason, when there is one
 ``dlq-detail``            one line for humans (bounded, never key material)
-``dlq-retryable``         ``true`` for back-pressure reasons (rate limit, quota): re-driving
-                          later may admit the event; ``false`` for a bad event
+``dlq-retryable``         ``true`` for back-pressure reasons (rate limit, quota, evicted):
+                          re-driving later may admit the event; ``false`` for a bad event
 ``dlq-tx-id``             the transaction id (hex), when the event decoded far enough
 ``dlq-source-topic`` / ``-partition`` / ``-offset`` / ``-timestamp-ms``  where it came from
+                          (only the topic for ``evicted`` / ``expired``: see
+                          :mod:`apps.ingest.removals`)
 ``dlq-node-id`` / ``dlq-at-ms``  which validator refused it, and when
 
 Every validator consumes every event, so one bad event is dead-lettered once per validator
@@ -50,6 +52,7 @@ __all__ = [
     "dead_letter_headers",
     "read_dead_letters",
     "redrive",
+    "removal_headers",
 ]
 
 DLQ_HEADER_PREFIX = "dlq-"
@@ -80,22 +83,14 @@ def _bounded(value: str) -> bytes:
     return value.encode("utf-8", "replace")[:MAX_HEADER_VALUE_BYTES]
 
 
-def dead_letter_headers(message: Message, *, reason: str, detail: str, retryable: bool,
-                        node_id: str, at_ms: int, tx_reason: str | None = None,
-                        tx_id: bytes | None = None) -> list[tuple[str, str | bytes | None]]:
-    """The original headers (bounded, minus any ``dlq-*`` a producer tried to set) plus ours."""
-    kept = [(name, value) for name, value in message_headers(message)
-            if not name.startswith(DLQ_HEADER_PREFIX)][:MAX_HEADERS]
-    original: list[tuple[str, str | bytes | None]] = list(kept)
-    timestamp_type, timestamp_ms = message.timestamp()
+def _verdict_headers(*, reason: str, detail: str, retryable: bool, node_id: str, at_ms: int,
+                     tx_reason: str | None, tx_id: bytes | None
+                     ) -> list[tuple[str, str | bytes | None]]:
+    """The ``dlq-*`` headers saying what the validator decided (not where the event was)."""
     ours: list[tuple[str, str | bytes | None]] = [
         (HEADER_REASON, _bounded(reason)),
         (HEADER_DETAIL, _bounded(" ".join(detail.split())[:MAX_DETAIL_CHARS])),
         (HEADER_RETRYABLE, b"true" if retryable else b"false"),
-        (HEADER_SOURCE_TOPIC, _bounded(message.topic() or "")),
-        (HEADER_SOURCE_PARTITION, str(message.partition()).encode()),
-        (HEADER_SOURCE_OFFSET, str(message.offset()).encode()),
-        (HEADER_SOURCE_TIMESTAMP, str(timestamp_ms if timestamp_type else -1).encode()),
         (HEADER_NODE_ID, _bounded(node_id)),
         (HEADER_AT, str(at_ms).encode()),
     ]
@@ -103,7 +98,41 @@ def dead_letter_headers(message: Message, *, reason: str, detail: str, retryable
         ours.append((HEADER_TX_REASON, _bounded(tx_reason)))
     if tx_id:
         ours.append((HEADER_TX_ID, tx_id.hex().encode()))
-    return [*original, *ours]
+    return ours
+
+
+def _without_dlq_headers(headers: Iterable[tuple[str, bytes]]
+                         ) -> list[tuple[str, str | bytes | None]]:
+    kept: list[tuple[str, str | bytes | None]] = [
+        (name, value) for name, value in headers if not name.startswith(DLQ_HEADER_PREFIX)]
+    return kept[:MAX_HEADERS]
+
+
+def dead_letter_headers(message: Message, *, reason: str, detail: str, retryable: bool,
+                        node_id: str, at_ms: int, tx_reason: str | None = None,
+                        tx_id: bytes | None = None) -> list[tuple[str, str | bytes | None]]:
+    """The original headers (bounded, minus any ``dlq-*`` a producer tried to set) plus ours."""
+    timestamp_type, timestamp_ms = message.timestamp()
+    source: list[tuple[str, str | bytes | None]] = [
+        (HEADER_SOURCE_TOPIC, _bounded(message.topic() or "")),
+        (HEADER_SOURCE_PARTITION, str(message.partition()).encode()),
+        (HEADER_SOURCE_OFFSET, str(message.offset()).encode()),
+        (HEADER_SOURCE_TIMESTAMP, str(timestamp_ms if timestamp_type else -1).encode()),
+    ]
+    return [*_without_dlq_headers(message_headers(message)), *source,
+            *_verdict_headers(reason=reason, detail=detail, retryable=retryable,
+                              node_id=node_id, at_ms=at_ms, tx_reason=tx_reason, tx_id=tx_id)]
+
+
+def removal_headers(original: Iterable[tuple[str, bytes]], *, source_topic: str, reason: str,
+                    detail: str, retryable: bool, node_id: str, at_ms: int, tx_id: bytes
+                    ) -> list[tuple[str, str | bytes | None]]:
+    """Headers of a transaction that left the mempool without a block (evicted, expired).
+    Its Kafka message is long gone (the offset was committed at admission), so the source
+    partition and offset are unknown: only the topic it came from (or would have) is named."""
+    return [*_without_dlq_headers(original), (HEADER_SOURCE_TOPIC, _bounded(source_topic)),
+            *_verdict_headers(reason=reason, detail=detail, retryable=retryable,
+                              node_id=node_id, at_ms=at_ms, tx_reason=None, tx_id=tx_id)]
 
 
 def result_headers(message: Message, result: AdmissionResult, *, node_id: str, at_ms: int
@@ -150,13 +179,18 @@ class DeadLetter:
     def retryable(self) -> bool:
         return self.headers.get(HEADER_RETRYABLE) == "true"
 
+    def _source(self) -> str:
+        if HEADER_SOURCE_PARTITION not in self.headers:  # left the mempool: no message
+            return self.source_topic
+        return (f"{self.source_topic}:{self.headers.get(HEADER_SOURCE_PARTITION)}:"
+                f"{self.headers.get(HEADER_SOURCE_OFFSET)}")
+
     def summary(self) -> dict[str, Any]:
         return {"ref": self.ref, "reason": self.reason,
                 "tx_reason": self.headers.get(HEADER_TX_REASON),
                 "detail": self.headers.get(HEADER_DETAIL, ""),
                 "retryable": self.retryable, "tx_id": self.headers.get(HEADER_TX_ID),
-                "source": (f"{self.source_topic}:{self.headers.get(HEADER_SOURCE_PARTITION)}:"
-                           f"{self.headers.get(HEADER_SOURCE_OFFSET)}"),
+                "source": self._source(),
                 "node_id": self.node_id, "at_ms": self.headers.get(HEADER_AT),
                 "size_bytes": len(self.value)}
 

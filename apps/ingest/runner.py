@@ -15,6 +15,8 @@ DEFAULTS = {
     "INGEST_RETRY_BASE_S": 0.2,
     "INGEST_RETRY_MAX_S": 10.0,
     "INGEST_DLQ_TIMEOUT_S": 30.0,
+    "INGEST_REMOVALS_INTERVAL_S": 5.0,
+    "INGEST_LAG_INTERVAL_S": 10.0,
 }
 
 
@@ -38,4 +40,6 @@ def build_worker(*, batch_size: int | None = None, bootstrap_servers: str | None
         retry_base_s=_get("INGEST_RETRY_BASE_S"),
         retry_max_s=_get("INGEST_RETRY_MAX_S"),
         dlq_timeout_s=_get("INGEST_DLQ_TIMEOUT_S"),
+        removals_interval_s=_get("INGEST_REMOVALS_INTERVAL_S"),
+        lag_interval_s=_get("INGEST_LAG_INTERVAL_S"),
     )

@@ -10,7 +10,10 @@ sees every event). One loop turn (:meth:`IngestWorker.step`):
    committed to the database;
 3. publish every refused event to ``<topic>.dlq`` with the reason in its headers and wait for
    the broker's acknowledgement;
-4. commit, per partition, the offset after the last event that is admitted, a duplicate or
+4. if the batch evicted anything (and at start-up, and every ``removals_interval_s``), publish
+   the mempool's pending dead letters (evicted / expired transactions, whose offsets were
+   committed long ago: :mod:`apps.ingest.removals`) and wait for the acknowledgement;
+5. commit, per partition, the offset after the last event that is admitted, a duplicate or
    dead-lettered (synchronously, before the next batch).
 
 Failure handling, by kind:
@@ -46,7 +49,11 @@ from django.db import DatabaseError, close_old_connections
 
 from apps.ingest import metrics
 from apps.ingest.dlq import result_headers
+from apps.ingest.lag import LagMonitor
+from apps.ingest.removals import OutgoingLetter, removal_letter, source_topic_for
 from apps.mempool.admission import AdmissionReason, AdmissionResult, AdmissionStatus
+from apps.mempool.queries import pending_dead_letters
+from apps.mempool.services import forget_dead_letters
 from cybermesh import failpoints
 from cybermesh.db import TransactionRetryExhausted
 from cybermesh.kafka_config import dlq_topic
@@ -96,12 +103,18 @@ class IngestStats:
     transient_retries: int = 0
     commit_failures: int = 0
     pauses: int = 0
+    removals_dead_lettered: int = 0
     by_reason: dict[str, int] = field(default_factory=dict)
+
+    def count_reason(self, reason: str) -> None:
+        self.by_reason[reason] = self.by_reason.get(reason, 0) + 1
+        metrics.DEAD_LETTERED.labels(reason=reason).inc()
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in (
             "batches", "messages", "admitted", "duplicates", "dead_lettered", "deferred",
-            "transient_retries", "commit_failures", "pauses", "by_reason")}
+            "transient_retries", "commit_failures", "pauses", "removals_dead_lettered",
+            "by_reason")}
 
 
 def _position(message: Message) -> tuple[str, int]:
@@ -123,7 +136,8 @@ class IngestWorker:
                  topics: Sequence[str], admit: AdmitBatch, node_id: str,
                  batch_size: int = 500, poll_timeout_s: float = 0.5, pause_s: float = 1.0,
                  retry_base_s: float = 0.2, retry_max_s: float = 10.0,
-                 dlq_timeout_s: float = 30.0,
+                 dlq_timeout_s: float = 30.0, removals_interval_s: float = 5.0,
+                 lag_interval_s: float = 10.0,
                  clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
                  rng: random.Random | None = None,
                  assignment: Sequence[TopicPartition] | None = None) -> None:
@@ -136,6 +150,8 @@ class IngestWorker:
         self.retry_base_s = retry_base_s
         self.retry_max_s = retry_max_s
         self.dlq_timeout_s = dlq_timeout_s
+        self.removals_interval_s = removals_interval_s
+        self.lag = LagMonitor(interval_s=lag_interval_s)
         self.clock_ms = clock_ms
         self.rng = rng or random.Random()  # noqa: S311 - backoff jitter
         self.stats = IngestStats()
@@ -147,6 +163,10 @@ class IngestWorker:
         self._carry: list[Message] = []
         self._paused_until: float | None = None
         self.last_batch_seconds = 0.0
+        # Pending dead letters are drained at start-up (a crash may have left some), after a
+        # batch that evicted, and every removals_interval_s (evictions by the API, expiry).
+        self._removals_due_at = 0.0
+        self._sources = {_source(name): name for name in self.topics}
         # Explicit partitions instead of group membership (benchmarks, replay tools): no
         # rebalances, offsets still committed under the group id.
         self._assignment = list(assignment) if assignment is not None else None
@@ -172,6 +192,7 @@ class IngestWorker:
         if self._consumer is not None:
             self._consumer.close()
             self._consumer = None
+        self.lag.forget(set(self.lag.lags))
         metrics.IN_FLIGHT.set(0)
         metrics.PAUSED.set(0)
 
@@ -208,6 +229,7 @@ class IngestWorker:
         revoked = {(p.topic, p.partition) for p in partitions}
         # Carried messages of revoked partitions belong to their next owner now.
         self._carry = [m for m in self._carry if _position(m) not in revoked]
+        self.lag.forget(revoked)
         logger.info("ingest.revoked", partitions=sorted(f"{t}:{p}" for t, p in revoked))
 
     # --- one loop turn ----------------------------------------------------------------------
@@ -215,6 +237,7 @@ class IngestWorker:
     def step(self) -> int:
         """Consume one batch and see it through; return how many messages it held."""
         consumer = self.consumer
+        self.lag.maybe_refresh(consumer)  # at most every lag_interval_s, paused or not
         if self._paused_until is not None:
             if time.monotonic() < self._paused_until:
                 self._poll_while_paused(min(self.poll_timeout_s,
@@ -226,6 +249,7 @@ class IngestWorker:
         messages = self._carry + [m for m in fetched if self._usable(m)]
         self._carry = []
         if not messages:
+            self._sweep_removals()
             return 0
         metrics.IN_FLIGHT.set(len(messages))
         started = time.monotonic()
@@ -252,11 +276,18 @@ class IngestWorker:
 
     def _see_through(self, messages: list[Message]) -> None:
         attempt = 0
+        evicted = False  # by any attempt: a retry re-admits as "duplicate", evicting nothing
         while True:
             try:
                 close_old_connections()
                 dispositions = self._admit(messages)
                 self._dead_letter(messages, dispositions)
+                evicted = evicted or any(result.evicted for _, result in dispositions)
+                if evicted or time.monotonic() >= self._removals_due_at:
+                    # Before the offsets move: the batch that evicted is committed only once
+                    # what it evicted is in the DLQ (a failure here retries the batch, whose
+                    # re-admission answers "duplicate").
+                    self.drain_removals()
                 break
             except TRANSIENT_ERRORS as error:
                 attempt += 1
@@ -292,44 +323,98 @@ class IngestWorker:
 
     def _dead_letter(self, messages: list[Message],
                      dispositions: list[tuple[str, AdmissionResult]]) -> None:
+        at_ms = self.clock_ms()
+        self._publish([
+            OutgoingLetter(dlq_topic(message.topic() or ""), message.key(),
+                           message.value() or b"",
+                           result_headers(message, result, node_id=self.node_id, at_ms=at_ms))
+            for message, (disposition, result) in zip(messages, dispositions, strict=True)
+            if disposition == Disposition.DEAD_LETTER])
+
+    def _publish(self, letters: list[OutgoingLetter]) -> None:
+        """Produce every letter and wait until the broker acknowledged all of them; raise
+        :class:`TransientIngestError` otherwise (the caller retries the whole batch)."""
         producer = self._producer
         if producer is None:
             raise RuntimeError("the ingest worker is not started")
+        if not letters:
+            return
         failures: list[str] = []
 
         def on_delivery(error: KafkaError | None, _message: Message) -> None:
             if error is not None:
                 failures.append(str(error))
 
-        at_ms = self.clock_ms()
-        letters = 0
-        for message, (disposition, result) in zip(messages, dispositions, strict=True):
-            if disposition != Disposition.DEAD_LETTER:
-                continue
-            letters += 1
+        for letter in letters:
             while True:
                 try:
-                    producer.produce(dlq_topic(message.topic() or ""), value=message.value(),
-                                     key=message.key(),
-                                     headers=result_headers(message, result,
-                                                            node_id=self.node_id, at_ms=at_ms),
-                                     on_delivery=on_delivery)
+                    producer.produce(letter.topic, value=letter.value, key=letter.key,
+                                     headers=letter.headers, on_delivery=on_delivery)
                     break
                 except BufferError:
                     producer.poll(0.1)
                 except KafkaException as error:
                     self._producer = Producer(self._producer_config)
                     raise TransientIngestError(f"dead letter not accepted: {error}") from error
-        if not letters:
-            return
         remaining = producer.flush(self.dlq_timeout_s)
         if remaining or failures:
             # A fresh idempotent producer for the retry: one whose broker restarted (and lost
             # its producer-id state) can otherwise stay failed for good.
             self._producer = Producer(self._producer_config)
-            raise TransientIngestError(f"{remaining + len(failures)} of {letters} dead "
+            raise TransientIngestError(f"{remaining + len(failures)} of {len(letters)} dead "
                                        f"letters not acknowledged: "
                                        f"{failures[0] if failures else 'timeout'}")
+
+    # --- transactions that left the mempool without a block ---------------------------------
+
+    def drain_removals(self, *, limit: int = 500) -> int:
+        """Dead-letter every pending eviction / expiry (see :mod:`apps.ingest.removals`);
+        delete each row only after the DLQ acknowledged it. Return how many were published.
+        Raises a transient error (rows kept) when the broker or the database fails."""
+        published = 0
+        while True:
+            rows = pending_dead_letters(limit=limit)
+            if not rows:
+                break
+            # A crash test stops here: the eviction is committed, its dead letter not yet sent.
+            failpoints.hit("ingest.before_eviction_dead_letter")
+            at_ms = self.clock_ms()
+            letters: list[OutgoingLetter] = []
+            reasons: list[str] = []
+            for row in rows:
+                source_topic = source_topic_for(row, self._sources)
+                if source_topic is None:
+                    metrics.REMOVALS_UNROUTABLE.labels(kind=row.kind).inc()
+                    logger.warning("ingest.removal_not_dead_lettered", kind=row.kind,
+                                   source=row.source, reason=row.reason,
+                                   tx_id=bytes(row.tx_id).hex())
+                    continue
+                letters.append(removal_letter(row, source_topic=source_topic,
+                                              node_id=self.node_id, at_ms=at_ms))
+                reasons.append(row.reason)
+            self._publish(letters)
+            forget_dead_letters((bytes(row.tx_id), row.removed_at_ms) for row in rows)
+            for reason in reasons:
+                self.stats.count_reason(reason)
+            self.stats.removals_dead_lettered += len(letters)
+            published += len(letters)
+            if len(rows) < limit:
+                break
+        self._removals_due_at = time.monotonic() + self.removals_interval_s
+        return published
+
+    def _sweep_removals(self) -> None:
+        """The periodic drain on an idle turn; a failure waits for the next turn."""
+        if time.monotonic() < self._removals_due_at:
+            return
+        try:
+            close_old_connections()
+            self.drain_removals()
+        except TRANSIENT_ERRORS as error:
+            self._removals_due_at = time.monotonic() + self.retry_base_s
+            metrics.TRANSIENT_RETRIES.labels(error=type(error).__name__).inc()
+            logger.warning("ingest.removals_drain_failed",
+                           error=f"{type(error).__name__}: {error}"[:300])
 
     def _commit(self, messages: list[Message],
                 dispositions: list[tuple[str, AdmissionResult]]) -> None:
@@ -346,8 +431,7 @@ class IngestWorker:
             if disposition == Disposition.DEAD_LETTER:
                 reason = result.reason.value if result.reason is not None else "unknown"
                 self.stats.dead_lettered += 1
-                self.stats.by_reason[reason] = self.stats.by_reason.get(reason, 0) + 1
-                metrics.DEAD_LETTERED.labels(reason=reason).inc()
+                self.stats.count_reason(reason)
                 metrics.MESSAGES.labels(topic=topic, outcome="dead_lettered").inc()
             elif result.status is AdmissionStatus.ADMITTED:
                 self.stats.admitted += 1

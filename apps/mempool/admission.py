@@ -15,7 +15,8 @@ Steps, in exactly this order (a transaction is refused, and counted, by the firs
 7. priority: the block builder's integer priority key (severity, evidence weight, age);
 8. capacity: when the pool is full, expired rows are purged, then the lowest-priority rows are
    evicted for higher-priority newcomers; a newcomer below everything in a full pool is
-   refused as ``POOL_FULL``;
+   refused as ``POOL_FULL``. Every row that leaves this way (evicted or expired) is kept as
+   a ``PendingDeadLetter`` in the same transaction, for the ingest worker to dead-letter;
 9. expiry: every row carries ``expires_at_ms = created_at_ms + ttl_ms`` (``services.expire``).
 
 Steps 1-4a are pure and run before the database is touched; steps 4b-8 run in ONE
@@ -535,6 +536,7 @@ class AdmissionPipeline:
             room += expired_count
         admitted = allowed[:max(room, 0)]
         evictions: dict[int, bytes] = {}
+        why_evicted: dict[bytes, str] = {}
         overflow = allowed[max(room, 0):]
         if overflow:
             victims = list(MempoolTransaction.objects.order_by("priority", "-tx_id")
@@ -545,6 +547,9 @@ class AdmissionPipeline:
                     victim_id, victim_priority, victim_size = victims[taken]
                     if item.order < (-victim_priority, bytes(victim_id)):
                         evictions[item.index] = bytes(victim_id)
+                        why_evicted[bytes(victim_id)] = (
+                            f"evicted from the full mempool ({self.config.max_txs} txs) by "
+                            f"{item.tx_id.hex()}, priority {item.priority} > {victim_priority}")
                         removed_bytes += victim_size
                         taken += 1
                         admitted.append(item)
@@ -553,6 +558,9 @@ class AdmissionPipeline:
                              f"the mempool holds {self.config.max_txs} transactions of "
                              "higher priority")
             if evictions:
+                # Same transaction as the delete: an evicted event whose offset is committed
+                # is never in neither place (invariant 4); the ingest worker dead-letters it.
+                store.record_evictions(why_evicted, removed_at_ms=now_ms)
                 MempoolTransaction.objects.filter(tx_id__in=list(evictions.values())).delete()
                 outcome.evicted = len(evictions)
         ttl = self.config.ttl_ms
@@ -600,10 +608,13 @@ def adjust_pool_stats(tx_delta: int, bytes_delta: int) -> None:
 
 
 def delete_expired_rows(now_ms: int) -> tuple[int, int]:
-    """Delete rows whose TTL passed; return (count, bytes). Inside a transaction; the caller
-    adjusts the pool counter."""
+    """Delete rows whose TTL passed, keeping them as pending dead letters (reason
+    ``expired``); return (count, bytes). Inside a transaction; the caller adjusts the pool
+    counter."""
     expired = MempoolTransaction.objects.filter(expires_at_ms__lte=now_ms)
     total_bytes = expired.aggregate(total=Sum("size_bytes"))["total"] or 0
+    if total_bytes:  # something expired (every row has bytes)
+        store.record_expired(now_ms)
     count, _ = expired.delete()
     return count, total_bytes
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from django.db import models
 
+from apps.mempool.choices import RemovalReason
+
 
 class MempoolTransaction(models.Model):
     """One admitted, not yet committed, transaction.
@@ -103,3 +105,33 @@ class PoolStats(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}: {self.tx_count} txs, {self.total_bytes} bytes"
+
+
+class PendingDeadLetter(models.Model):
+    """An admitted transaction that left the mempool without a block, not yet dead-lettered.
+
+    Written in the SAME transaction that deletes the mempool row (eviction by a
+    higher-priority newcomer, expiry), so the event is never in neither place: its Kafka
+    offset may long be committed, and invariant 4 wants it in a block, the mempool or the DLQ.
+    The ingest worker publishes these rows to the DLQ and deletes each only after the broker
+    acknowledged it (``apps.ingest.removals``); a crash in between publishes it again
+    (dead letters are at least once). ``wire`` is exactly the admitted bytes; ``source`` the
+    admission source (``kafka:<topic>``, ``api``, ...), which picks the DLQ topic.
+    """
+
+    tx_id = models.BinaryField(max_length=32, primary_key=True)
+    wire = models.BinaryField()
+    kind = models.CharField(max_length=32)
+    source = models.CharField(max_length=64)
+    reason = models.CharField(max_length=16, choices=RemovalReason.choices)
+    detail = models.CharField(max_length=300, blank=True, default="")
+    removed_at_ms = models.BigIntegerField()
+
+    class Meta:
+        db_table = "mempool_pending_dead_letters"
+        ordering = ["removed_at_ms", "tx_id"]
+        indexes = [models.Index(fields=["removed_at_ms", "tx_id"],
+                                name="mempool_pending_dl_order_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.reason} {bytes(self.tx_id).hex()[:16]} from {self.source}"

@@ -6,10 +6,12 @@ from dataclasses import dataclass
 
 from django.db.models import Count, Sum
 
-from apps.mempool.models import MempoolTransaction
+from apps.mempool.models import MempoolTransaction, PendingDeadLetter
 from cybermesh.protocol.block_builder import BlockLimits, BuiltPayload, Candidate, build_payload
 
-__all__ = ["PoolSize", "block_candidates", "pool_size", "propose_payload"]
+__all__ = ["PoolSize", "block_candidates", "pending_dead_letter_count",
+           "pending_dead_letters", "pool_size",
+           "propose_payload"]
 
 # Extra rows read beyond max_txs, so that transactions skipped for size can be replaced by
 # smaller ones further down the order.
@@ -55,3 +57,13 @@ def pool_size() -> PoolSize:
     """Count the pool from its rows (the admission counter row is checked against this)."""
     totals = MempoolTransaction.objects.aggregate(count=Count("tx_id"), total=Sum("size_bytes"))
     return PoolSize(tx_count=totals["count"] or 0, total_bytes=totals["total"] or 0)
+
+
+def pending_dead_letters(*, limit: int) -> list[PendingDeadLetter]:
+    """The oldest ``limit`` transactions that left the pool without a block and are not yet
+    acknowledged by a DLQ topic."""
+    return list(PendingDeadLetter.objects.order_by("removed_at_ms", "tx_id")[:limit])
+
+
+def pending_dead_letter_count() -> int:
+    return PendingDeadLetter.objects.count()

@@ -8,11 +8,13 @@ atomic commit that writes the block: a crash leaves either both or neither.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import reduce
 
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import Q, Sum
 
 from apps.mempool import metrics
 from apps.mempool.admission import (
@@ -22,12 +24,13 @@ from apps.mempool.admission import (
     delete_expired_rows,
     pool_stats_for_update,
 )
-from apps.mempool.models import MempoolTransaction, ProducerNonce
+from apps.mempool.models import MempoolTransaction, PendingDeadLetter, ProducerNonce
 from cybermesh.db import run_serializable
 
 __all__ = [
     "ExpiryResult",
     "expire",
+    "forget_dead_letters",
     "remove_committed",
     "remove_committed_in_transaction",
 ]
@@ -88,3 +91,20 @@ def expire(now_ms: int, *, config: MempoolConfig | None = None) -> ExpiryResult:
     if result.expired:
         metrics.EXPIRED.inc(result.expired)
     return result
+
+
+def forget_dead_letters(letters: Iterable[tuple[bytes, int]]) -> int:
+    """Drop pending dead letters the DLQ acknowledged, given as (tx id, removed at ms); return
+    how many rows went. Call only after the broker's acknowledgement: until then the row is
+    the event's only copy. A row removed again meanwhile (a newer ``removed_at_ms``) stays."""
+    wanted = list(dict.fromkeys((bytes(tx_id), removed_at_ms)
+                                for tx_id, removed_at_ms in letters))
+    if not wanted:
+        return 0
+    match = reduce(operator.or_, (Q(tx_id=tx_id, removed_at_ms=removed_at_ms)
+                                  for tx_id, removed_at_ms in wanted))
+
+    def run() -> int:
+        return PendingDeadLetter.objects.filter(match).delete()[0]
+
+    return run_serializable(run, operation="mempool.forget_dead_letters")

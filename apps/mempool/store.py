@@ -15,15 +15,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from django.db import connection
+from django.db import connection, models
 
 from apps.ledger.models import Transaction as LedgerTransaction
-from apps.mempool.models import MempoolTransaction, ProducerNonce
+from apps.mempool.choices import RemovalReason
+from apps.mempool.models import MempoolTransaction, PendingDeadLetter, ProducerNonce
 
 __all__ = ["NewTransaction", "arrays_supported", "insert_nonces", "insert_transactions",
-           "known_tx_ids", "recorded_nonces", "set_lock_timeout"]
+           "known_tx_ids", "record_evictions", "record_expired", "recorded_nonces",
+           "set_lock_timeout"]
 
 _POOL = MempoolTransaction._meta.db_table
+_PENDING = PendingDeadLetter._meta.db_table
 _LEDGER = LedgerTransaction._meta.db_table
 _NONCES = ProducerNonce._meta.db_table
 _ARRAY_VENDORS = frozenset({"postgresql", "cockroachdb"})
@@ -153,3 +156,67 @@ def insert_nonces(rows: Sequence[tuple[str, bytes, bytes, int]]) -> None:
             "SELECT * FROM unnest(%s::text[], %s::bytea[], %s::bytea[], %s::bigint[])",
             [[row[0] for row in rows], [row[1] for row in rows], [row[2] for row in rows],
              [row[3] for row in rows]])
+
+
+# --- rows leaving the pool without a block: kept for the DLQ (see PendingDeadLetter) --------
+
+_PENDING_INSERT = (f"INSERT INTO {_PENDING} (tx_id, wire, kind, source, reason, detail, "  # noqa: S608
+                   "removed_at_ms) SELECT p.tx_id, p.wire, p.kind, p.source, %s, {detail}, %s "
+                   f"FROM {_POOL} AS p {{where}} ON CONFLICT (tx_id) DO UPDATE SET "
+                   "reason = excluded.reason, detail = excluded.detail, "
+                   "removed_at_ms = excluded.removed_at_ms")
+
+
+def _record_with_orm(rows: models.QuerySet[MempoolTransaction], *, reason: RemovalReason,
+                     removed_at_ms: int, details: dict[bytes, str] | None = None,
+                     detail: str = "") -> None:
+    batch: list[PendingDeadLetter] = []
+    for tx_id, wire, kind, source in rows.values_list(
+            "tx_id", "wire", "kind", "source").iterator(chunk_size=_ORM_CHUNK):
+        batch.append(PendingDeadLetter(
+            tx_id=bytes(tx_id), wire=bytes(wire), kind=kind, source=source, reason=reason,
+            detail=(details or {}).get(bytes(tx_id), detail), removed_at_ms=removed_at_ms))
+        if len(batch) >= _ORM_CHUNK // 7:
+            _upsert_pending(batch)
+            batch = []
+    _upsert_pending(batch)
+
+
+def _upsert_pending(rows: list[PendingDeadLetter]) -> None:
+    # A row still pending from an earlier removal of the same transaction takes the new
+    # removal's time, so the drain's (tx id, removed at) delete cannot drop the newer one.
+    if rows:
+        PendingDeadLetter.objects.bulk_create(
+            rows, update_conflicts=True, unique_fields=["tx_id"],
+            update_fields=["reason", "detail", "removed_at_ms"])
+
+
+def record_evictions(details: dict[bytes, str], *, removed_at_ms: int) -> None:
+    """Keep the pool rows of ``details`` (tx id -> why) as pending dead letters with reason
+    ``evicted``. Inside the transaction that then deletes them from the pool."""
+    if not details:
+        return
+    if not arrays_supported():
+        _record_with_orm(MempoolTransaction.objects.filter(tx_id__in=list(details)),
+                         reason=RemovalReason.EVICTED, removed_at_ms=removed_at_ms,
+                         details=details)
+        return
+    sql = _PENDING_INSERT.format(
+        detail="v.detail",
+        where="JOIN unnest(%s::bytea[], %s::text[]) AS v(tx_id, detail) ON p.tx_id = v.tx_id")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [RemovalReason.EVICTED.value, removed_at_ms, list(details),
+                             list(details.values())])
+
+
+def record_expired(now_ms: int) -> None:
+    """Keep the pool rows expired at ``now_ms`` as pending dead letters with reason
+    ``expired``. Inside the transaction that then deletes them from the pool."""
+    detail = "its TTL passed before a block carried it"
+    if not arrays_supported():
+        _record_with_orm(MempoolTransaction.objects.filter(expires_at_ms__lte=now_ms),
+                         reason=RemovalReason.EXPIRED, removed_at_ms=now_ms, detail=detail)
+        return
+    sql = _PENDING_INSERT.format(detail="%s", where="WHERE p.expires_at_ms <= %s")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [RemovalReason.EXPIRED.value, detail, now_ms, now_ms])

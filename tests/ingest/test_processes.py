@@ -17,10 +17,11 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from apps.mempool.models import MempoolTransaction, ProducerNonce
+from apps.mempool.models import MempoolTransaction, PendingDeadLetter, ProducerNonce
 from cybermesh.embedded_broker import EmbeddedBroker
 from cybermesh.kafka_config import dlq_topic
 from cybermesh.keyfiles import generate_signing_key
+from cybermesh.protocol.txs import Category, Entity, EntityKind, SecurityEvent
 from cybermesh.sdk import BadKind
 from tests.ingest.conftest import CHAIN_ID, Detector, make_producer, write_allowlist
 from tests.ingest.kafka_support import (
@@ -317,3 +318,63 @@ def test_produce_command_publishes_signed_traffic_and_dlq_commands_list_show_red
     # which says where it came from.
     wait_for(lambda: len(dlq_list()) == bad_count + 1, timeout_s=30, message="re-drive")
     node.terminate()
+
+
+def test_kill_9_between_an_eviction_and_its_dead_letter_loses_nothing(
+        settings: Any, kafka_broker: EmbeddedBroker, detectors: list[Detector],
+        node_factory: Any) -> None:
+    """The mempool is full of low-priority events (their offsets committed); higher-priority
+    ones evict some. The process is killed after the eviction is committed in the database
+    and before the evicted events reach the DLQ: after a restart every event is in the mempool
+    or in the DLQ as ``evicted``, and the offsets reach the end."""
+    pool = 20
+    bootstrap = kafka_broker.bootstrap_servers
+    topics = unique_topics("e")
+    create_topics(bootstrap, [topics[name] for name in INGEST_TOPICS])
+    settings.KAFKA_TOPICS = topics  # where the SDK publishes
+    node = node_factory(bootstrap, topics)
+    node.env["MEMPOOL_MAX_TXS"] = str(pool)
+    node.env["CYBERMESH_FAILPOINTS"] = "ingest.before_eviction_dead_letter=pause@1"
+
+    def publish_events(detector: Detector, severity: int, count: int) -> dict[bytes, bytes]:
+        now_ms = time.time_ns() // 1_000_000
+        with detector.sdk(bootstrap) as sdk:
+            sent = [sdk.publish(SecurityEvent(
+                source="ids", offender=Entity.of(EntityKind.IP, f"10.8.{severity}.{index}"),
+                category=Category.SCAN, severity=severity, confidence_bps=0,
+                observed_at_ms=now_ms - 1000, detector="rules/v1",
+                payload_ref=f"{index:064x}")) for index in range(count)]
+        return {transaction.tx_id: transaction.wire for transaction in sent}
+
+    low = publish_events(detectors[0], 1, pool)
+    node.start()
+    wait_for(lambda: committed_total(bootstrap, node.group, topics) == pool, timeout_s=90,
+             message="the low-priority events admitted and committed")
+    high = publish_events(detectors[1], 9, 8)
+    wait_for(lambda: "failpoint ingest.before_eviction_dead_letter paused" in node.log(),
+             timeout_s=60, message=f"the node reaching the failpoint; log:\n{node.log()}")
+    evicted = set(low) - mempool_ids()
+    assert len(evicted) == len(high) and set(high) <= mempool_ids()  # committed in the DB
+    pending = {bytes(tx_id) for tx_id in
+               PendingDeadLetter.objects.values_list("tx_id", flat=True)}
+    assert pending == evicted  # kept, in the same transaction, for the DLQ
+    assert committed_total(bootstrap, node.group, topics) == pool  # batch not committed
+    assert read_topic(bootstrap, dlq_topic(topics["anomalies"]), quiet_s=0.5,
+                      timeout_s=5) == []
+    node.kill()
+
+    del node.env["CYBERMESH_FAILPOINTS"]
+    node.start()
+    wait_for(lambda: not PendingDeadLetter.objects.exists(), timeout_s=60,
+             message=f"the pending dead letters drained; log:\n{node.log()}")
+    wait_for(lambda: committed_total(bootstrap, node.group, topics) == pool + len(high),
+             timeout_s=60, message="offsets committed to the end")
+    node.terminate()
+    letters = read_topic(bootstrap, dlq_topic(topics["anomalies"]), expected=len(evicted))
+    assert {letter.headers["dlq-reason"] for letter in letters} == {"evicted"}
+    assert {letter.headers["dlq-retryable"] for letter in letters} == {"true"}
+    dead = {bytes.fromhex(letter.headers["dlq-tx-id"]): letter.value for letter in letters}
+    assert dead == {tx_id: low[tx_id] for tx_id in evicted}  # the evicted bytes, each once
+    # Nothing lost, nothing twice: every event is pooled or dead-lettered.
+    assert mempool_ids() | set(dead) == set(low) | set(high)
+    assert mempool_count() == pool and not mempool_ids() & set(dead)
