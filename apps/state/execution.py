@@ -18,7 +18,7 @@ from typing import Any
 
 from django.conf import settings
 
-from apps.ledger.payload import decode_payload_transactions
+from apps.ledger.payload import decode_payload_transactions, record_of
 from apps.ledger.records import (
     BlockExecution,
     CommitOutcome,
@@ -162,9 +162,20 @@ def record_label(key: bytes, value: bytes | None, before: State) -> str:
     return "" if record is None else record.TYPE.name.lower()
 
 
-def execute_block(state: State, block: Block) -> ExecutedBlock:
-    """Run the executor on ``block`` over ``state``: pure, the database is not touched."""
-    records, transactions = decode_block_transactions(block)
+def execute_block(state: State, block: Block, *,
+                  transactions: Sequence[Transaction] | None = None) -> ExecutedBlock:
+    """Run the executor on ``block`` over ``state``: pure, the database is not touched.
+
+    ``transactions``: the block's payload already decoded by ``validate_payload`` (every item
+    a transaction of this chain, in payload order), which a replica has in hand when it
+    executes a proposal it just checked; the payload is then not decoded a second time.
+    Without it the payload is decoded here (committed blocks from sync, a restart).
+    """
+    if transactions is None:
+        records, transactions = decode_block_transactions(block)
+    else:
+        records = tuple(record_of(index, transaction)
+                        for index, transaction in enumerate(transactions))
     next_state, events, updates = apply_block(
         state, BlockContext(height=block.height, timestamp_ms=block.timestamp_ms),
         transactions)

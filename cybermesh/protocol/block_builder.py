@@ -37,7 +37,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from cybermesh.protocol.codec import CodecError, CodecErrorReason, DecodeLimits, decode
-from cybermesh.protocol.crypto.signing import PublicKey, verify_batch
 from cybermesh.protocol.executor.params import ExecutorParameters
 from cybermesh.protocol.genesis import ConsensusParameters
 from cybermesh.protocol.merkle.transparency import inclusion_proof, tree_hash, verify_inclusion
@@ -48,6 +47,7 @@ from cybermesh.protocol.txs.evidence import Evidence, EvidenceKind
 from cybermesh.protocol.txs.governance import GovernanceChange
 from cybermesh.protocol.txs.policy import PolicyChange
 from cybermesh.protocol.txs.security_event import MAX_CONFIDENCE_BPS, SecurityEvent
+from cybermesh.protocol.txs.signature_memory import SIGNATURES, SignatureMemory
 
 __all__ = [
     "WEIGHT_UNIT_MS",
@@ -321,7 +321,8 @@ def _decode_items(payload: bytes, limits: BlockLimits) -> list[bytes]:
 
 
 def validate_payload(payload: bytes, *, limits: BlockLimits, block_time_ms: int,
-                     chain_id: str, verify_signatures: bool = True) -> ValidatedPayload:
+                     chain_id: str, verify_signatures: bool = True,
+                     signatures: SignatureMemory | None = None) -> ValidatedPayload:
     """Check a proposed payload the way :func:`build_payload` makes one; raise
     :class:`PayloadRejected` at the first violation.
 
@@ -329,6 +330,12 @@ def validate_payload(payload: bytes, *, limits: BlockLimits, block_time_ms: int,
     every transaction decodes strictly for this chain, no repeated id, every age within the
     limits, canonical order, then (one batch) every signature. Producer authorisation is
     node-local configuration and deliberately not a validity rule here.
+
+    The result carries the decoded transactions, so the caller executes them without decoding
+    the payload again (``apps.state.execution.execute_block(transactions=...)``). Signatures
+    verified before in this process are not verified again (``signatures``, by default the
+    process-wide :data:`~cybermesh.protocol.txs.signature_memory.SIGNATURES`): a remembered
+    success is keyed by content, so skipping it cannot change the outcome.
     """
     items = _decode_items(payload, limits)
     transactions: list[Transaction] = []
@@ -361,9 +368,7 @@ def validate_payload(payload: bytes, *, limits: BlockLimits, block_time_ms: int,
                                   "transactions must be in priority-descending, "
                                   "tx-id-ascending order", index)
     if verify_signatures and transactions:
-        failed = verify_batch([(PublicKey.from_bytes(transaction.public_key),
-                                transaction.domain, transaction.body, transaction.signature)
-                               for transaction in transactions])
+        failed = (signatures or SIGNATURES).failed(transactions)
         if failed:
             raise PayloadRejected(PayloadRejectReason.BAD_SIGNATURE,
                                   "signature does not verify", failed[0])

@@ -52,6 +52,7 @@ __all__ = [
     "Payload",
     "Transaction",
     "decode_transaction",
+    "public_key_of",
     "sign_transaction",
     "tx_domain",
 ]
@@ -89,7 +90,7 @@ class _PayloadChecks(Protocol):
 
 
 @lru_cache(maxsize=4096)
-def _public_key(raw: bytes) -> PublicKey:
+def public_key_of(raw: bytes) -> PublicKey:
     """Validated key, cached: a few producer keys sign almost every transaction, and the curve
     checks cost more than the rest of the schema. Pure, so the cache cannot change a result
     (a refused key raises and is not cached)."""
@@ -140,7 +141,7 @@ class Transaction:
         expect_time_ms(self.created_at_ms, "created_at_ms", _R.BAD_TIMESTAMP)
         expect_bytes(self.public_key, "public_key", 32, _R.BAD_PUBLIC_KEY)
         try:
-            _public_key(self.public_key)
+            public_key_of(self.public_key)
         except CryptoError as error:
             raise TxRejected(_R.BAD_PUBLIC_KEY, str(error.reason.value), "public_key") from None
         if type(self.payload) not in _PAYLOAD_TYPES.values():
@@ -173,7 +174,7 @@ class Transaction:
 
     def verify_signature(self) -> None:
         """Raise ``TxRejected(BAD_SIGNATURE)`` unless the signature verifies (libsodium)."""
-        if not _public_key(self.public_key).verify(self.domain, self.body, self.signature):
+        if not public_key_of(self.public_key).verify(self.domain, self.body, self.signature):
             raise TxRejected(_R.BAD_SIGNATURE, "signature does not verify", "signature")
 
 

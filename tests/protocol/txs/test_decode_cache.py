@@ -32,7 +32,7 @@ from cybermesh.protocol.txs import (
     decode_transaction,
     envelope,
 )
-from cybermesh.protocol.txs.envelope import _public_key, _same_encoding, tx_domain
+from cybermesh.protocol.txs.envelope import _same_encoding, public_key_of, tx_domain
 from tests.protocol.txs.tx_builders import (
     CHAIN_ID,
     anchor,
@@ -188,25 +188,25 @@ IDENTITY_POINT = b"\x01" + bytes(31)  # small order (1): refused when a key is r
 def test_a_refused_public_key_is_never_cached_and_stays_refused() -> None:
     tx = signed(security_event())
     wire = mutated_wire(tx, lambda body: body.__setitem__(6, IDENTITY_POINT))
-    before = _public_key.cache_info()
+    before = public_key_of.cache_info()
     for _ in range(3):
         with pytest.raises(TxRejected) as refused:
             decode_transaction(wire, verify=False)
         assert refused.value.reason is TxRejectReason.BAD_PUBLIC_KEY
-    after = _public_key.cache_info()
+    after = public_key_of.cache_info()
     assert after.hits == before.hits
     assert after.misses == before.misses + 3
 
 
 def test_the_key_and_domain_caches_are_bounded_and_serve_repeated_producers() -> None:
-    assert _public_key.cache_info().maxsize == 4096
+    assert public_key_of.cache_info().maxsize == 4096
     assert tx_domain.cache_info().maxsize == 256
     key = SigningKey.from_seed(b"\x33" * 32)
     payload = security_event()
     first = signed(payload, key=key, nonce=1)
-    hits = _public_key.cache_info().hits
+    hits = public_key_of.cache_info().hits
     for nonce in range(2, 5):
         tx = signed(payload, key=key, nonce=nonce)
         assert decode_transaction(tx.wire).public_key == first.public_key
-    assert _public_key.cache_info().hits > hits
+    assert public_key_of.cache_info().hits > hits
     assert tx_domain(TxKind.POLICY, CHAIN_ID) is tx_domain(TxKind.POLICY, CHAIN_ID)
