@@ -368,7 +368,7 @@ def validate_payload(payload: bytes, *, limits: BlockLimits, block_time_ms: int,
                                   "transactions must be in priority-descending, "
                                   "tx-id-ascending order", index)
     if verify_signatures and transactions:
-        failed = (signatures or SIGNATURES).failed(transactions)
+        failed = (SIGNATURES if signatures is None else signatures).failed(transactions)
         if failed:
             raise PayloadRejected(PayloadRejectReason.BAD_SIGNATURE,
                                   "signature does not verify", failed[0])

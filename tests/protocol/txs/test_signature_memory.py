@@ -86,3 +86,14 @@ def test_validate_payload_returns_the_decoded_transactions_in_payload_order() ->
     validated = validate_payload(encode([tx.wire for tx in good]), limits=LIMITS,
                                  block_time_ms=NOW, chain_id=CHAIN)
     assert [tx.wire for tx in validated.transactions] == [tx.wire for tx in good]
+
+
+def test_validate_payload_uses_the_memory_it_is_given_even_an_empty_one(
+        verifications: list[int]) -> None:
+    good = _canonical(many(3))
+    payload = encode([tx.wire for tx in good])
+    validate_payload(payload, limits=LIMITS, block_time_ms=NOW, chain_id=CHAIN)  # global
+    memory = SignatureMemory()
+    validate_payload(payload, limits=LIMITS, block_time_ms=NOW, chain_id=CHAIN,
+                     signatures=memory)
+    assert len(memory) == 3 and verifications[-1] == 3
