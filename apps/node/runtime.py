@@ -41,6 +41,7 @@ from apps.mempool.services import expire
 from apps.node import ledger_sync
 from apps.node.application import Application
 from apps.node.bootstrap import load_or_create_tip
+from apps.node.catchup import StallProbe
 from apps.node.epoch_proofs import load_epoch_proof, persist_epoch_proof, recent_epoch_proofs
 from apps.node.evidence import submit_evidence
 from apps.node.models import NodeStatus
@@ -176,6 +177,7 @@ class NodeRuntime:
         self._sync_outstanding_until = 0.0
         self._seen_qc_height = 0
         self._guard_views: int | None = None  # set while the double-sign guard holds
+        self._stall_probe = StallProbe()
         self._recorded_qc: tuple[int, int] = (0, 0)  # (epoch, view) of the stored recovery QC
         self._vote_journal = (open(config.vote_journal, "a")  # noqa: SIM115 -- lives with us
                               if config.vote_journal else None)
@@ -452,9 +454,13 @@ class NodeRuntime:
         tip = core.committed
         if count == 0 or first > tip.height + 1:
             return None
-        # Asked for the block after our tip: answer with the tip and the certified chain above
-        # it, so a follower at our height learns it is level (and can commit what we proved).
-        first = min(first, tip.height)
+        if first == tip.height + 1:
+            if tip.next_validators is not None:
+                return None  # the next epoch's blocks are not ours to prove
+            # Asked for the block after our tip: answer with the tip and the certified chain
+            # above it, so a follower at our height learns it is level (and commits what the
+            # chain above proves).
+            first = tip.height
         close_old_connections()
         budget = self.config.network.max_message_size - ledger_sync.FRAME_OVERHEAD
         blocks, qc = ledger_sync.choose_committed(load_block, first,
@@ -509,8 +515,9 @@ class NodeRuntime:
             rebuilt.new_validators = self.core.epoch.validator_set
             self.log.info("entered epoch through the ledger", epoch=self.core.epoch.epoch,
                           member=self.core.member)
-        if self._seen_qc_height > self.app.committed.height + self.config.catchup_lag:
-            rebuilt.ledger_sync_from = (sender, self.app.committed.height + 1)
+        # Keep asking the peer that had blocks for us until it has nothing new (its answer at
+        # our tip): batches follow each other without waiting for another trigger.
+        rebuilt.ledger_sync_from = (sender, self.app.committed.height + 1)
         return rebuilt, True
 
     # ------------------------------------------------------------------ status
@@ -599,6 +606,7 @@ class NodeRuntime:
         loop = asyncio.get_running_loop()
         next_expiry = time.monotonic() + self.config.expiry_interval_s
         while not self._stopping:
+            await self._probe_if_stalled()
             peers = [] if self.network is None else self.network.status_rows()
             try:
                 await loop.run_in_executor(self._pool, self.write_status, peers)
@@ -647,6 +655,20 @@ class NodeRuntime:
             await self.network.stop()
             self._pool.shutdown(wait=True)  # the step in flight (a commit) finishes first
             self.log.info("node stopped")
+
+    async def _probe_if_stalled(self) -> None:
+        """Ask a validator for what we missed when nothing committed for a while
+        (apps/node/catchup.py)."""
+        if self.network is None or self.core is None:
+            return
+        network, height = self.network, self.core.committed.height
+        peer = self._stall_probe.due(height=height, now=time.monotonic(), peers=[
+            peer for peer in network.connected_peers() if not network.is_observer(peer)])
+        if peer is not None:
+            # Not marked outstanding: a probe must not hold back the core's own block fetches
+            # (a stalled view may need exactly those to go on).
+            await network.send(peer, Topic.BLOCKSYNC, ledger_sync.encode_request(
+                height + 1, ledger_sync.MAX_BATCH), expect_reply=True)
 
     def _on_quarantine(self, peer: str, reason: PenaltyReason) -> None:
         self.log.warning("peer quarantined", peer=peer, reason=reason.value)

@@ -44,7 +44,7 @@ def governance(harness: ClusterHarness, index: int, *arguments: str) -> dict[str
     operator = cluster.root / "producers" / "operator.key"
     argv = [PYTHON, MANAGE, "governance", *arguments, "--producer-key", str(operator),
             "--producer-id", "operator", "--json", "--timeout", "90"]
-    done = subprocess.run(argv, cwd=REPO, env=cluster.node_env(index), capture_output=True,  # noqa: S603
+    done = subprocess.run(argv, cwd=REPO, env=cluster.node_env(index), capture_output=True,
                           text=True, timeout=150, check=False)
     if "approvals do not carry over" in done.stderr or "wrong_epoch" in done.stderr:
         return None
@@ -132,3 +132,73 @@ def test_a_validator_added_by_governance_starts_catches_up_and_votes(
                                   "WHERE node_id = 'node-4'")
         return bool(rows) and rows[0] == (True, "validator")
     wait_until(reports_voting, timeout_s=30, what="node-4's status to say it votes")
+
+
+def test_a_removed_validator_still_serves_the_epoch_change_to_a_lagging_node(
+        make_cluster: Callable[..., ClusterHarness]) -> None:
+    """Five validators; node-3 is down while governance removes node-4. After the change is
+    active, the three others stop too, so node-3 restarted finds only node-4 — out of the set,
+    still running — and must sync through the epoch change from it: the blocks up to the
+    reconfiguration block and the kept proof that it committed."""
+    harness = make_cluster(5, genesis_edit=short_epochs)
+    cluster = harness.cluster
+    everyone = [0, 1, 2, 3, 4]
+    for index in everyone:
+        harness.start_node(index)
+        harness.start_feeder(index, rate=3)
+    harness.wait_heights(everyone, 3, timeout_s=120, what="5 validators committing")
+    cluster.kill_node(3)
+    lagging_at = harness.heights([3])[3]
+    proposal = harness.tmp / "remove-node-4.json"
+    result: dict[str, Any] | None = None
+    for _attempt in range(3):
+        early_in_an_epoch(harness)
+        proposal.unlink(missing_ok=True)
+        if governance(harness, 0, "remove-validator", "--id", "node-4",
+                      "--out", str(proposal)) is None:
+            continue
+        if any(governance(harness, i, "approve", str(proposal)) is None for i in (1, 2)):
+            continue
+        result = governance(harness, 4, "approve", str(proposal))
+        if ((result or {}).get("status") or {}).get("stage") in ("scheduled", "active"):
+            break
+    else:
+        raise AssertionError(f"the removal never took: {result}")
+
+    def proof_kept_by_node_4() -> bool:
+        rows = cluster.query(4, "SELECT epoch, reconfiguration_height FROM node_epochendproof")
+        removed = cluster.query(0, "SELECT active FROM validators WHERE validator_id='node-4'")
+        return bool(rows) and bool(removed) and not removed[0][0]
+    wait_until(proof_kept_by_node_4, timeout_s=180,
+               what="the removal to apply and node-4 to keep the epoch-end proof")
+    end_epoch, end_height = cluster.query(4, "SELECT epoch, reconfiguration_height FROM "
+                                             "node_epochendproof ORDER BY epoch LIMIT 1")[0]
+    # The new set goes on without node-4 (and without node-3): node-4's ledger ends at the
+    # reconfiguration block, the others' runs ahead of it.
+    harness.wait_heights([0, 1, 2], int(end_height) + 5, timeout_s=120,
+                         what="the new set to commit without node-4")
+    for index in (0, 1, 2):
+        cluster.stop_node(index, grace_s=20)
+    assert harness.heights([3])[3] == lagging_at
+    harness.start_node(3)
+
+    def synced_through_the_change() -> bool:
+        assert cluster.node_running(3), last_log(harness, "node-3")
+        rows = cluster.query(3, "SELECT epoch FROM node_nodestatus WHERE node_id = 'node-3'")
+        return bool(rows) and int(rows[0][0]) > int(end_epoch)
+    wait_until(synced_through_the_change, timeout_s=180,
+               what=f"node-3 to sync past the end of epoch {end_epoch} from node-4 alone")
+    assert harness.heights([3])[3] >= int(end_height)
+    log = cluster.processes.log_path("node-3").read_text(errors="replace")
+    assert '"event": "entered epoch through the ledger"' in log
+    assert harness.assert_agreement([3, 4]) >= int(end_height)
+    for index in (0, 1, 2):
+        harness.start_node(index)
+    resumed = max(harness.heights([0, 1, 2, 3]).values())
+    harness.wait_heights([0, 1, 2, 3], resumed + 3, timeout_s=120,
+                         what="the new set (without node-4) to commit again")
+    harness.assert_agreement([0, 1, 2, 3])
+
+
+def last_log(harness: ClusterHarness, name: str) -> str:
+    return harness.cluster.processes.log_path(name).read_text(errors="replace")[-3000:]

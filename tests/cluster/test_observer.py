@@ -1,9 +1,10 @@
 """Observers with real processes: they follow by block sync, agree, and never vote.
 
-* 4 validators and 1 observer (``obs-0``): the observer's ledger (block hash and state root at
-  every height) equals the validators', it keeps following as the heights climb, its status row
-  says ``observer``, synced and not voting, and no vote of its reaches any validator (the
-  validators' vote journals record every verified vote they received, by voter).
+* 4 validators and 1 observer (``obs-0``), with epochs of 20 blocks: the observer's ledger
+  (block hash and state root at every height) equals the validators', it keeps following as
+  the heights climb and through several epoch changes (each QC verified against its epoch's
+  set), its status row says ``observer``, synced and not voting, and no vote of its reaches
+  any validator (the validators' vote journals record every verified vote they received).
 * 3 honest validators, the test process playing node-3 with node-3's real key, and the
   observer: node-3 answers the observer's block-sync requests with a forged chain (linked to
   the observer's tip, certified by a QC whose signatures are not the validators'). The observer
@@ -30,21 +31,27 @@ from tests.cluster.test_bad_peers import BAD, HONEST, impostor, logged, until
 pytestmark = pytest.mark.cluster
 VALIDATORS = [0, 1, 2, 3]
 OBSERVER = 4  # obs-0: the index after the validators
+EPOCH = 20
+
+
+def short_epochs(document: dict[str, object]) -> None:
+    document["executor"] = {"epoch_length_blocks": EPOCH}
 
 
 def status_row(harness: ClusterHarness, index: int, node_id: str) -> dict[str, object]:
-    rows = harness.cluster.query(index, "SELECT node_type, height, synced, voting, peers "
+    rows = harness.cluster.query(index, "SELECT node_type, height, synced, voting, peers, epoch "
                                         "FROM node_nodestatus WHERE node_id = %s", (node_id,))
     if not rows:
         return {}
-    node_type, height, synced, voting, peers = rows[0]
+    node_type, height, synced, voting, peers, epoch = rows[0]
     return {"node_type": node_type, "height": int(height), "synced": synced,
-            "voting": voting, "peers": {peer["id"]: peer for peer in peers or []}}
+            "voting": voting, "peers": {peer["id"]: peer for peer in peers or []},
+            "epoch": int(epoch)}
 
 
 def test_an_observer_follows_agrees_on_every_state_root_and_never_votes(
         make_cluster: Callable[..., ClusterHarness]) -> None:
-    harness = make_cluster(4, observers=1)
+    harness = make_cluster(4, observers=1, genesis_edit=short_epochs)
     for index in VALIDATORS:
         harness.start_node(index)
         harness.start_feeder(index, rate=5)
@@ -54,14 +61,15 @@ def test_an_observer_follows_agrees_on_every_state_root_and_never_votes(
     first = harness.heights([OBSERVER])[OBSERVER]
     # It keeps following: well past where it was, and up to where the validators were then.
     validators_then = max(harness.heights(VALIDATORS).values())
-    harness.wait_heights([OBSERVER], max(first + 10, validators_then), timeout_s=120,
-                         what="the observer to keep following")
+    harness.wait_heights([OBSERVER], max(first + 3 * EPOCH, validators_then), timeout_s=120,
+                         what="the observer to keep following through epoch changes")
     wait_until(lambda: status_row(harness, OBSERVER, "obs-0").get("synced") is True,
                timeout_s=30, what="the observer to report itself synced")
     compared = harness.assert_agreement([*VALIDATORS, OBSERVER])
-    assert compared >= first + 10
+    assert compared >= first + 3 * EPOCH
     row = status_row(harness, OBSERVER, "obs-0")
     assert row["node_type"] == "observer" and row["voting"] is False
+    assert int(row["epoch"]) >= 3  # type: ignore[call-overload]
     assert set(row["peers"]) == {f"node-{i}" for i in VALIDATORS}  # type: ignore[arg-type]
     for index in VALIDATORS:
         peer = status_row(harness, index, f"node-{index}")["peers"]["obs-0"]  # type: ignore[index]
