@@ -154,11 +154,19 @@ class ExecutedBlock:
     events: tuple[DomainEvent, ...]
 
 
-def record_label(key: bytes, value: bytes | None, before: State) -> str:
+def record_label(key: bytes, value: bytes | None, before: State,
+                 after: State | None = None) -> str:
     """The record type stored at ``key`` (``rule``, ``quarantine``, ...): the ``namespace``
     label of its state_kv row, so reads such as "every policy rule" use an index, not a scan.
-    A deletion is labelled with the type of the record it removes."""
-    record = decode_record(value) if value is not None else before.get(key)
+    A deletion is labelled with the type of the record it removes. ``after``: the state the
+    update produced, whose typed record at ``key`` is the one ``value`` encodes (read there
+    instead of decoding ``value`` again)."""
+    if value is None:
+        record = before.get(key)
+    else:
+        record = after.get(key) if after is not None else None
+        if record is None:
+            record = decode_record(value)
     return "" if record is None else record.TYPE.name.lower()
 
 
@@ -180,7 +188,7 @@ def execute_block(state: State, block: Block, *,
         state, BlockContext(height=block.height, timestamp_ms=block.timestamp_ms),
         transactions)
     execution = BlockExecution(
-        state_updates=tuple(StateUpdate(key, value, record_label(key, value, state))
+        state_updates=tuple(StateUpdate(key, value, record_label(key, value, state, next_state))
                             for key, value in sorted(updates.items())),
         evidence=_evidence_records(block, transactions, events),
         validator_updates=_validator_updates(events),

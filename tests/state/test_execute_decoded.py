@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from apps.state.execution import execute_block
+from apps.state.execution import execute_block, record_label
 from cybermesh.protocol.block_builder import validate_payload
 from cybermesh.protocol.codec import encode
 from cybermesh.protocol.consensus.messages import ZERO_HASH, Block, QuorumCert
@@ -34,3 +34,8 @@ def test_execution_with_the_validated_transactions_equals_execution_from_the_pay
     assert handed_over.events == decoded_here.events
     assert handed_over.state.entries() == decoded_here.state.entries()
     assert len(handed_over.execution.transactions or ()) == 30
+    # The labels read from the new state's typed records are the ones decoding gives.
+    assert [update.namespace for update in handed_over.execution.state_updates] == [
+        record_label(update.key, update.value, state)
+        for update in handed_over.execution.state_updates]
+    assert {update.namespace for update in handed_over.execution.state_updates} >= {"event"}
