@@ -50,6 +50,7 @@ TARGET_RPS = 500.0
 TARGET_P99_MS = 50.0
 GENESIS_MS = 1_700_000_000_000
 KINDS = ("security_event", "evidence", "policy", "governance", "audit_anchor")
+OFFENDERS = 5000  # distinct offender addresses among the seeded events and policy changes
 
 
 def bench_database_url(url: str) -> str:
@@ -105,8 +106,9 @@ def _seed(url: str) -> float:
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM blocks")
         if cursor.fetchone()[0] == BLOCKS:
-            cursor.execute("SELECT count(*) FROM transactions")
-            if cursor.fetchone()[0] == BLOCKS * TXS_PER_BLOCK:
+            cursor.execute("SELECT count(*), count(offender_id) FROM transactions")
+            total, with_offender = cursor.fetchone()
+            if total == BLOCKS * TXS_PER_BLOCK and with_offender:
                 return 0.0
     started = time.perf_counter()
     qc = _sample_qc()
@@ -124,15 +126,22 @@ def _seed(url: str) -> float:
             [GENESIS_MS, TXS_PER_BLOCK, qc, qc, BLOCKS])
         cursor.execute(
             """INSERT INTO transactions (block_height, idx, tx_id, kind, payload,
-                    content_hash, producer_id, created_at, signature, public_key, is_replay)
+                    content_hash, producer_id, created_at, signature, public_key, is_replay,
+                    offender_id, severity)
                 SELECT b, i, sha256(int8send(b * 100000 + i)), (%s::text[])[1 + (b + i) %% 5],
                     decode(repeat('ab', 160), 'hex'), sha256(int8send(-(b * 100000 + i))),
                     'producer-' || ((b * 7 + i) %% 20),
                     to_timestamp((%s + b * 1000) / 1000.0), decode(repeat('cd', 64), 'hex'),
-                    decode(repeat('ef', 32), 'hex'), false
+                    decode(repeat('ef', 32), 'hex'), false,
+                    -- security events (kind 1) and policy changes (kind 3) name an offender
+                    -- among OFFENDERS addresses; events carry a severity 1..10.
+                    CASE WHEN (b + i) %% 5 IN (0, 2)
+                         THEN 'ip:198.51.' || ((b * 7 + i) %% %s / 250) || '.'
+                              || ((b * 7 + i) %% %s %% 250) END,
+                    CASE WHEN (b + i) %% 5 = 0 THEN 1 + (b * 3 + i) %% 10 END
                 FROM generate_series(0::bigint, %s - 1) AS b,
                      generate_series(0::bigint, %s - 1) AS i""",
-            [list(KINDS), GENESIS_MS, BLOCKS, TXS_PER_BLOCK])
+            [list(KINDS), GENESIS_MS, OFFENDERS, OFFENDERS, BLOCKS, TXS_PER_BLOCK])
         cursor.execute("ANALYZE blocks")
         cursor.execute("ANALYZE transactions")
     return time.perf_counter() - started
@@ -237,6 +246,12 @@ def _endpoints(token: str) -> dict[str, list[str]]:
             f"/api/v1/transactions/?limit=50&cursor={_cursor([h, 3])}" for h in heights],
         "transactions of one block": [f"/api/v1/transactions/?height={h}" for h in heights],
         "transaction detail": [f"/api/v1/transactions/{tx_id}/" for tx_id in tx_ids],
+        "transactions of one offender": [
+            f"/api/v1/transactions/?offender=ip:198.51.{n // 250}.{n % 250}&limit=50"
+            for n in (rng.randrange(OFFENDERS) for _ in range(200))],
+        "transactions of one severity, deep page": [
+            f"/api/v1/transactions/?severity={1 + h % 10}&limit=50&cursor={_cursor([h, 0])}"
+            for h in heights],
         "status": ["/api/v1/status/"],
     }
 

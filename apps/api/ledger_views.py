@@ -41,7 +41,7 @@ DETAIL_ERRORS = problem_responses(400, 401, 403, 404, 429)
 class FilteredListView(ApiListView):
     pagination_class = KeysetPagination
     filterset_class: type[FilterSet] | None = None
-    # Builds one item from a row (fast path); None: the serializer does.
+    # Builds one item from a row dict (fast path); None: the serializer does.
     item: Any = None
 
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -53,6 +53,10 @@ class FilteredListView(ApiListView):
 
     def filter_queryset(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
         if self.filterset_class is None:
+            return queryset
+        params = self.request.query_params
+        # No filter asked for (the usual dashboard page): skip building the serializer.
+        if not any(name in params for name in self.filterset_class._declared_fields):
             return queryset
         filterset = self.filterset_class(data=self.request.query_params)
         filterset.is_valid(raise_exception=True)
@@ -78,7 +82,7 @@ class BlockListView(FilteredListView):
     cursor_fields = (("height", int),)
 
     def get_queryset(self) -> QuerySet[Any]:
-        return queries.block_list()
+        return queries.block_rows()
 
 
 class BlockDetailView(ApiView):
@@ -97,10 +101,10 @@ class BlockDetailView(ApiView):
     def get(self, request: Request, block_id: str) -> Response:
         _identifier(queries.parse_block_identifier, block_id)
         row = queries.find_block(block_id)
-        committed = queries.committed_block(row.height) if row is not None else None
-        if row is None or committed is None:
+        if row is None:
             raise NotFound("No committed block with this height or hash.")
-        return Response(BlockDetailSerializer(row, context={"block": committed[0]}).data)
+        block = queries.committed_block(row)
+        return Response(BlockDetailSerializer(row, context={"block": block}).data)
 
 
 @extend_schema_view(get=extend_schema(
@@ -118,7 +122,7 @@ class TransactionListView(FilteredListView):
     cursor_fields = (("block_height", int), ("idx", int))
 
     def get_queryset(self) -> QuerySet[Any]:
-        return queries.transaction_list()
+        return queries.transaction_rows()
 
 
 class TransactionDetailView(ApiView):
@@ -153,7 +157,7 @@ class EvidenceListView(FilteredListView):
     cursor_fields = (("committed_height", int), ("evidence_id", bytes))
 
     def get_queryset(self) -> QuerySet[Any]:
-        return queries.evidence_list()
+        return queries.evidence_rows()
 
 
 class EvidenceDetailView(ApiView):

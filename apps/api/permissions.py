@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
@@ -21,7 +22,31 @@ from apps.api.roles import Capability
 DEFAULT_PERMISSION_CACHE_SECONDS = 5.0
 _MAX_CACHED_USERS = 10_000
 _cache: dict[int, tuple[float, frozenset[str]]] = {}
+_users: dict[int, tuple[float, Any]] = {}
 _cache_lock = threading.Lock()
+
+
+def _ttl() -> float:
+    return float(getattr(settings, "API_PERMISSION_CACHE_SECONDS",
+                         DEFAULT_PERMISSION_CACHE_SECONDS))
+
+
+def cached_user(user_id: int) -> Any | None:
+    """The user with this id, cached in this process like its permissions (token
+    authentication checks ``is_active`` itself on every request, from the token query)."""
+    now = time.monotonic()
+    cached = _users.get(user_id)
+    if cached is not None and cached[0] > now:
+        user = cached[1]
+        if user.is_active:
+            return user
+    user = get_user_model().objects.filter(pk=user_id).first()
+    if user is not None:
+        with _cache_lock:
+            if len(_users) >= _MAX_CACHED_USERS:
+                _users.clear()
+            _users[user_id] = (now + _ttl(), user)
+    return user
 
 
 def user_permissions(user: Any) -> frozenset[str]:
@@ -31,12 +56,15 @@ def user_permissions(user: Any) -> frozenset[str]:
     A role change therefore applies within ``API_PERMISSION_CACHE_SECONDS`` (default 5 s);
     deactivating a user or revoking a token applies at once (both are checked per request).
     """
-    ttl = float(getattr(settings, "API_PERMISSION_CACHE_SECONDS",
-                        DEFAULT_PERMISSION_CACHE_SECONDS))
+    ttl = _ttl()
     now = time.monotonic()
     cached = _cache.get(user.pk)
     if cached is not None and cached[0] > now:
         return cached[1]
+    # Django's backend memoizes permissions on the user object, and cached_user() shares
+    # one object between requests: forget the memo so a refresh reads the database.
+    for memo in ("_perm_cache", "_user_perm_cache", "_group_perm_cache"):
+        user.__dict__.pop(memo, None)
     permissions = frozenset(user.get_all_permissions())
     with _cache_lock:
         if len(_cache) >= _MAX_CACHED_USERS:
@@ -48,6 +76,7 @@ def user_permissions(user: Any) -> frozenset[str]:
 def clear_permission_cache() -> None:
     with _cache_lock:
         _cache.clear()
+        _users.clear()
 
 
 def has_permission_named(user: Any, permission: str) -> bool:

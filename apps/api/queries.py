@@ -24,10 +24,10 @@ from django.utils import timezone
 from apps.evidence.models import Evidence
 from apps.ledger.models import Block as BlockRow
 from apps.ledger.models import Transaction as TransactionRow
-from apps.ledger.rows import load_block
+from apps.ledger.rows import rebuild_block
 from apps.node.models import NodeStatus
 from apps.validators.models import Validator
-from cybermesh.protocol.consensus.messages import Block, QuorumCert
+from cybermesh.protocol.consensus.messages import Block
 from cybermesh.protocol.validator_set import QuorumMath, quorum_math
 
 _HASH = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -36,6 +36,11 @@ _HEIGHT = re.compile(r"^[0-9]{1,18}$")
 _BLOCK_LIST_FIELDS = ("height", "block_hash", "parent_hash", "epoch", "view", "proposer_id",
                       "timestamp_ms", "tx_count", "tx_root", "state_root", "result_state_root",
                       "validator_set_hash", "committed_at", "qc")
+_TRANSACTION_LIST_FIELDS = ("block_height", "idx", "tx_id", "kind", "producer_id",
+                            "offender_id", "severity", "created_at", "content_hash",
+                            "is_replay")
+_EVIDENCE_LIST_FIELDS = ("evidence_id", "kind", "offender_id", "epoch", "view", "height",
+                         "reporter_id", "status", "committed_height", "created_at")
 DEFAULT_READY_MAX_AGE_SECONDS = 30
 
 
@@ -62,6 +67,26 @@ def block_list() -> QuerySet[BlockRow]:
     return BlockRow.objects.only(*_BLOCK_LIST_FIELDS)
 
 
+# The list endpoints read plain rows (dicts of the item's columns): building 50 model
+# instances per page cost about as much as the query's own round trip.
+RowQuerySet = QuerySet[Any, dict[str, Any]]
+
+
+def block_rows() -> RowQuerySet:
+    rows: RowQuerySet = BlockRow.objects.values(*_BLOCK_LIST_FIELDS)
+    return rows
+
+
+def transaction_rows() -> RowQuerySet:
+    rows: RowQuerySet = TransactionRow.objects.values(*_TRANSACTION_LIST_FIELDS)
+    return rows
+
+
+def evidence_rows() -> RowQuerySet:
+    rows: RowQuerySet = Evidence.objects.values(*_EVIDENCE_LIST_FIELDS)
+    return rows
+
+
 def find_block(identifier: str) -> BlockRow | None:
     kind, value = parse_block_identifier(identifier)
     rows = BlockRow.objects.filter(**{"height" if kind == "height" else "block_hash": value})
@@ -70,10 +95,15 @@ def find_block(identifier: str) -> BlockRow | None:
     return found[0] if found else None
 
 
-def committed_block(height: int) -> tuple[Block, QuorumCert] | None:
-    """The block at ``height`` rebuilt from its rows (one index range scan over its
-    transactions), with its commit QC."""
-    return load_block(height)
+def committed_block(row: BlockRow) -> Block:
+    """The block a stored row holds, rebuilt with its transactions (one index range scan over
+    them, none when the row keeps its payload verbatim). The row is the caller's: reading it
+    again by height would cost a second round trip."""
+    encoded: list[bytes] = []
+    if row.payload is None:
+        encoded = [bytes(tx) for tx in TransactionRow.objects.filter(block_height=row.height)
+                   .order_by("idx").values_list("payload", flat=True)]
+    return rebuild_block(row, encoded)
 
 
 def latest_block() -> BlockRow | None:
@@ -105,20 +135,12 @@ def first_height_at_or_after(timestamp_ms: int) -> int:
     return low
 
 
-def transaction_list() -> QuerySet[TransactionRow]:
-    return TransactionRow.objects.defer("payload", "signature", "public_key")
-
-
 def find_transaction(tx_id: bytes) -> TransactionRow | None:
     """The committed transaction with this id: its first occurrence (later copies a Byzantine
     leader replayed are stored with ``is_replay`` and never without a first one). Served by
     the partial unique index on ``tx_id`` of non-replays."""
     rows = list(TransactionRow.objects.filter(tx_id=tx_id, is_replay=False).order_by()[:1])
     return rows[0] if rows else None
-
-
-def evidence_list() -> QuerySet[Evidence]:
-    return Evidence.objects.defer("proof", "signature")
 
 
 def find_evidence(evidence_id: bytes) -> Evidence | None:

@@ -7,9 +7,11 @@ trusting this node (``cybermesh.verify`` does exactly that).
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 import cbor2
+from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -203,8 +205,13 @@ class StatusSerializer(serializers.Serializer[Any]):
 # shape, and tests/api/test_ledger_endpoints.py checks that both give identical output.
 
 def iso_datetime(moment: Any) -> str | None:
+    """What DRF's DateTimeField renders: the current time zone's ISO 8601, "Z" for UTC."""
     if moment is None:
         return None
+    if moment.tzinfo is UTC and settings.TIME_ZONE == "UTC":
+        # The common case (UTC from the database, UTC settings; the API never activates
+        # another zone) without a zone lookup and conversion per value: 50 per page.
+        return f"{moment.isoformat()[:-6]}Z"
     text: str = timezone.localtime(moment).isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
@@ -213,14 +220,16 @@ def _hex(value: Any) -> str:
     return bytes(value).hex()
 
 
-def block_item(row: Any) -> dict[str, Any]:
+def block_item(row: dict[str, Any]) -> dict[str, Any]:
     return {
-        "height": row.height, "hash": _hex(row.block_hash), "parent_hash": _hex(row.parent_hash),
-        "epoch": row.epoch, "view": row.view, "proposer": row.proposer_id,
-        "timestamp_ms": row.timestamp_ms, "tx_count": row.tx_count, "tx_root": _hex(row.tx_root),
-        "state_root": _hex(row.state_root), "result_state_root": _hex(row.result_state_root),
-        "validator_set_hash": _hex(row.validator_set_hash),
-        "committed_at": iso_datetime(row.committed_at), "qc": stored_qc_data(row.qc),
+        "height": row["height"], "hash": _hex(row["block_hash"]),
+        "parent_hash": _hex(row["parent_hash"]), "epoch": row["epoch"], "view": row["view"],
+        "proposer": row["proposer_id"], "timestamp_ms": row["timestamp_ms"],
+        "tx_count": row["tx_count"], "tx_root": _hex(row["tx_root"]),
+        "state_root": _hex(row["state_root"]),
+        "result_state_root": _hex(row["result_state_root"]),
+        "validator_set_hash": _hex(row["validator_set_hash"]),
+        "committed_at": iso_datetime(row["committed_at"]), "qc": stored_qc_data(row["qc"]),
     }
 
 
@@ -235,19 +244,21 @@ def stored_qc_data(raw: Any) -> dict[str, Any]:
                            for signer, signature in signatures]}
 
 
-def transaction_item(row: Any) -> dict[str, Any]:
+def transaction_item(row: dict[str, Any]) -> dict[str, Any]:
     return {
-        "block_height": row.block_height, "index": row.idx, "tx_id": _hex(row.tx_id),
-        "kind": row.kind, "producer_id": row.producer_id, "offender_id": row.offender_id,
-        "severity": row.severity, "created_at": iso_datetime(row.created_at),
-        "content_hash": _hex(row.content_hash), "is_replay": row.is_replay,
+        "block_height": row["block_height"], "index": row["idx"], "tx_id": _hex(row["tx_id"]),
+        "kind": row["kind"], "producer_id": row["producer_id"],
+        "offender_id": row["offender_id"], "severity": row["severity"],
+        "created_at": iso_datetime(row["created_at"]), "content_hash": _hex(row["content_hash"]),
+        "is_replay": row["is_replay"],
     }
 
 
-def evidence_item(row: Any) -> dict[str, Any]:
+def evidence_item(row: dict[str, Any]) -> dict[str, Any]:
     return {
-        "evidence_id": _hex(row.evidence_id), "kind": row.kind, "offender_id": row.offender_id,
-        "epoch": row.epoch, "view": row.view, "height": row.height,
-        "reporter_id": row.reporter_id, "status": row.status,
-        "committed_height": row.committed_height, "created_at": iso_datetime(row.created_at),
+        "evidence_id": _hex(row["evidence_id"]), "kind": row["kind"],
+        "offender_id": row["offender_id"], "epoch": row["epoch"], "view": row["view"],
+        "height": row["height"], "reporter_id": row["reporter_id"], "status": row["status"],
+        "committed_height": row["committed_height"],
+        "created_at": iso_datetime(row["created_at"]),
     }

@@ -22,8 +22,9 @@ from typing import Any
 
 from django.db.models import Exists, OuterRef, QuerySet
 
+from apps.api.queries import committed_block
 from apps.ledger.models import Block as BlockRow
-from apps.ledger.rows import load_block
+from apps.ledger.rows import decode_qc
 from apps.state.models import StateValue
 from apps.state.queries import read_with_proof
 from apps.state.services import StateError
@@ -96,16 +97,15 @@ def state_proof(*, key: bytes, version: int | None = None, subject: Subject | No
     """The value of tree key ``key`` at ``version`` (default: the latest provable), its
     proof, and block ``version + 1`` whose header commits to the root."""
     version = latest_provable_version() if version is None else version
-    committed = load_block(version + 1)
-    row = BlockRow.objects.filter(height=version + 1).first()
-    if committed is None or row is None:
+    row = BlockRow.objects.filter(height=version + 1).order_by().first()
+    if row is None:
         raise StateUnavailable(f"No committed block carries the root of state version "
                                f"{version} yet (that is block {version + 1}).")
     try:
         value, proof = read_with_proof(key, version)
     except (StateError, MerkleError) as error:
         raise StateUnavailable(str(error)) from None
-    block, qc = committed
+    block, qc = committed_block(row), decode_qc(row.qc)
     return StateProofAnswer(key=key, version=version, value=value, proof=proof, block=block,
                             qc=qc, block_row=row, subject=subject, record=record)
 

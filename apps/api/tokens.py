@@ -11,6 +11,7 @@ Clients send ``Authorization: Bearer <token>``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -20,13 +21,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connections, transaction
 from django.utils import timezone
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.request import Request
 
 from apps.api.models import ApiToken
+from apps.api.permissions import cached_user
 from apps.audit.choices import Outcome
 from apps.audit.services import record_audit
 
@@ -71,13 +74,68 @@ def revoke_token(*, prefix: str, acting_user: str) -> bool:
     return bool(changed)
 
 
+@dataclass(frozen=True, slots=True)
+class TokenCredential:
+    """What a request authenticated with (``request.auth``): the token, by its public
+    prefix (throttling buckets and audit entries name it so)."""
+
+    token_id: int
+    prefix: str
+
+
+@dataclass(frozen=True, slots=True)
+class _TokenRow:
+    token_id: int
+    secret_hash: bytes
+    revoked_at: datetime | None
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    user_id: int
+    user_is_active: bool
+
+
+_LOOKUP_COLUMNS = ("pk", "secret_hash", "revoked_at", "expires_at", "last_used_at", "user_id",
+                   "user__is_active")
+_PLACEHOLDER = "cm-token-prefix"
+
+
+@functools.cache
+def _lookup_sql() -> str:
+    """The lookup's SQL, compiled by the ORM once: the statement never changes, only the
+    prefix does, and compiling it on every request cost more than running it."""
+    query = (ApiToken.objects.filter(prefix=_PLACEHOLDER).order_by()
+             .values_list(*_LOOKUP_COLUMNS)[:1].query)
+    sql, params = query.sql_with_params()
+    if params != (_PLACEHOLDER,):  # the ORM inlined something: this trick does not apply
+        raise ImproperlyConfigured(f"unexpected token lookup parameters {params!r}")
+    return str(sql)
+
+
+def _token_row(prefix: str) -> _TokenRow | None:
+    """One index probe on ``api_tokens.prefix``, joined to the user's ``is_active``."""
+    connection = connections[ApiToken.objects.db]
+    with connection.cursor() as cursor:
+        cursor.execute(_lookup_sql(), [prefix])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    token_id, secret_hash, revoked_at, expires_at, last_used_at, user_id, active = row
+    return _TokenRow(token_id, bytes(secret_hash), revoked_at, expires_at, last_used_at,
+                     user_id, bool(active))
+
+
 class ApiTokenAuthentication(BaseAuthentication):
     """``Authorization: Bearer cm_...``. A malformed, unknown, expired or revoked token is a
-    401 (never silently anonymous), so a client with a broken token learns it at once."""
+    401 (never silently anonymous), so a client with a broken token learns it at once.
+
+    The token row and its user's ``is_active`` are read on every request (one precompiled
+    query), so revoking a token or deactivating a user applies at once. The user object
+    itself comes from the per-process cache the permission checks share (a rename or a
+    superuser flag applies within ``API_PERMISSION_CACHE_SECONDS``)."""
 
     keyword = "Bearer"
 
-    def authenticate(self, request: Request) -> tuple[AbstractBaseUser, ApiToken] | None:
+    def authenticate(self, request: Request) -> tuple[AbstractBaseUser, TokenCredential] | None:
         header = get_authorization_header(request).split()
         if not header or header[0].lower() != self.keyword.lower().encode():
             return None
@@ -90,20 +148,21 @@ class ApiTokenAuthentication(BaseAuthentication):
         match = TOKEN_PATTERN.match(token)
         if match is None:
             raise exceptions.AuthenticationFailed("Invalid token.")
-        record = (ApiToken.objects.select_related("user")
-                  .filter(prefix=match.group(1)).first())
-        if record is None or not hmac.compare_digest(bytes(record.secret_hash),
-                                                     hash_token(token)):
+        record = _token_row(match.group(1))
+        if record is None or not hmac.compare_digest(record.secret_hash, hash_token(token)):
             raise exceptions.AuthenticationFailed("Invalid token.")
         now = timezone.now()
         if record.revoked_at is not None or (record.expires_at is not None
                                              and record.expires_at <= now):
             raise exceptions.AuthenticationFailed("Token expired or revoked.")
-        if not record.user.is_active:
+        if not record.user_is_active:
+            raise exceptions.AuthenticationFailed("User inactive.")
+        user = cached_user(record.user_id)
+        if user is None or not user.is_active:
             raise exceptions.AuthenticationFailed("User inactive.")
         if record.last_used_at is None or now - record.last_used_at > LAST_USED_GRANULARITY:
-            ApiToken.objects.filter(pk=record.pk).update(last_used_at=now)
-        return record.user, record
+            ApiToken.objects.filter(pk=record.token_id).update(last_used_at=now)
+        return user, TokenCredential(record.token_id, match.group(1))
 
     def authenticate_header(self, request: Request) -> str:
         return f'{self.keyword} realm="api"'

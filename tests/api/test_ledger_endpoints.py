@@ -163,12 +163,16 @@ def test_fast_list_items_equal_the_documented_serializers(
     Evidence.objects.create(evidence_id=b"\x01" * 32, kind="double_vote", offender_id="v1",
                             view=1, height=1, proof=b"p", committed_height=1,
                             created_at=datetime.now(tz=UTC))
-    for model, serializer, build in ((Block, BlockSerializer, block_item),
-                                     (Transaction, TransactionSerializer, transaction_item),
-                                     (Evidence, EvidenceSerializer, evidence_item)):
+    from apps.api import queries
+
+    for model, serializer, build, plain in (
+            (Block, BlockSerializer, block_item, queries.block_rows),
+            (Transaction, TransactionSerializer, transaction_item, queries.transaction_rows),
+            (Evidence, EvidenceSerializer, evidence_item, queries.evidence_rows)):
         rows = list(model.objects.all()[:20])
         assert rows
-        assert [build(row) for row in rows] == serializer(rows, many=True).data
+        # The endpoints build items from plain rows; the serializers document them.
+        assert [build(row) for row in plain()[:20]] == serializer(rows, many=True).data
 
 
 def test_a_role_change_applies_after_the_permission_cache_expires(
@@ -182,4 +186,19 @@ def test_a_role_change_applies_after_the_permission_cache_expires(
     User.objects.get(username="viewer-user").groups.add(Group.objects.get(name="analyst"))
     assert client.get("/api/v1/evidence/").status_code == 403  # cached
     clear_permission_cache()  # what the TTL does after API_PERMISSION_CACHE_SECONDS
+    assert client.get("/api/v1/evidence/").status_code == 200
+
+
+def test_a_role_change_applies_when_only_the_permission_entry_expired(
+        client_for: ClientFor, settings: Any) -> None:
+    # Token authentication shares one user object between requests (apps.api.permissions.
+    # cached_user); Django memoizes permissions on it, which must not outlive the entry.
+    from django.contrib.auth.models import Group, User
+
+    from apps.api import permissions
+    settings.API_PERMISSION_CACHE_SECONDS = 3600
+    client = client_for("viewer")
+    assert client.get("/api/v1/evidence/").status_code == 403
+    User.objects.get(username="viewer-user").groups.add(Group.objects.get(name="analyst"))
+    permissions._cache.clear()  # the permission entry expires; the user object stays cached
     assert client.get("/api/v1/evidence/").status_code == 200
