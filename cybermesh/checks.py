@@ -59,7 +59,27 @@ def check_topology(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     if settings.NODE_TYPE == "validator" and settings.NODE_ID not in genesis.validator_set:
         errors.append(Error(f"NODE_ID={settings.NODE_ID!r} is a validator but is not in the "
                             f"genesis validator set", id="cybermesh.E005"))
+    if settings.NODE_TYPE == "observer" and settings.NODE_ID in genesis.validator_set:
+        errors.append(Error(f"NODE_ID={settings.NODE_ID!r} is an observer but is a genesis "
+                            "validator id; an observer needs an id of its own",
+                            id="cybermesh.E006"))
+    errors.extend(_observer_allowlist_errors(genesis.validator_set))
     return errors
+
+
+def _observer_allowlist_errors(validator_set: Any) -> list[CheckMessage]:
+    """``P2P_OBSERVERS``: well-formed, and no observer under a validator's id or key."""
+    from apps.node.membership import MembershipError, parse_observers
+
+    try:
+        observers = parse_observers(getattr(settings, "P2P_OBSERVERS", ()))
+    except MembershipError as error:
+        return [Error(str(error), id="cybermesh.E007")]
+    validator_keys = {validator.public_key for validator in validator_set}
+    return [Error(f"P2P_OBSERVERS lists {observer_id!r} with a validator's id or key",
+                  id="cybermesh.E007")
+            for observer_id, key in sorted(observers.items())
+            if observer_id in validator_set or key in validator_keys]
 
 
 @register("cybermesh")
@@ -110,7 +130,8 @@ def check_production_safety(app_configs: Any = None, **kwargs: Any) -> list[Chec
         problems.append(("E023", "ALLOWED_IPS is empty: peers would not be allowlisted"))
     if not settings.CLUSTER_TOPOLOGY:
         problems.append(("E024", "CLUSTER_TOPOLOGY (the genesis file) is not set"))
-    if settings.NODE_TYPE == "validator":
+    # Validators sign with the key; observers need it for their TLS identity.
+    if settings.NODE_TYPE in NODE_TYPES:
         node_key_problem = _key_file_problem("NODE_KEY_PATH", settings.NODE_KEY_PATH)
         if node_key_problem:
             problems.append(("E025", node_key_problem))
