@@ -18,7 +18,6 @@ Run: ``.venv/bin/python -m bench.bench_proposal``.
 
 from __future__ import annotations
 
-import gc
 import os
 import random
 import time
@@ -41,6 +40,7 @@ from bench.bench_executor import (  # noqa: E402
     Mix,
     _apply_all,
     _genesis,
+    freeze_loaded,
 )
 from bench.harness import Report, figure, repeated  # noqa: E402
 from cybermesh.protocol.block_builder import (  # noqa: E402
@@ -88,7 +88,8 @@ def _proposals(base: State, mix: Mix) -> list[Block]:
 def check_chain(base: State, blocks: list[Block], clock: Callable[[], float]) -> Timings:
     """Check and execute ``blocks`` in order as a replica does; time each part."""
     timings = Timings()
-    tracker = StateRootTracker(base)
+    tracker = StateRootTracker(base)  # the state tree as loaded, before the clock starts
+    freeze_loaded()
     state = base
     # A replica sees these transactions for the first time: nothing verified yet.
     signatures = SignatureMemory()
@@ -124,8 +125,7 @@ def main() -> None:
     items = [(public_key_of(tx.public_key), tx.domain, tx.body, tx.signature) for tx in signed]
     # What a node does after loading its state (apps/node/application.py): the loaded state
     # and everything built so far is long-lived, so later collections need not scan it.
-    gc.collect()
-    gc.freeze()
+    freeze_loaded()
 
     parts: dict[str, list[float]] = {"validate": [], "execute": [], "tree": [], "total": []}
 
