@@ -63,13 +63,19 @@ def _setup_django(url: str, bootstrap: str) -> None:
 
     from apps.ledger.models import OutboxMessage
     from apps.ledger.models import Transaction as LedgerTransaction
-    from apps.mempool.models import MempoolTransaction, PoolStats, ProducerNonce, RateBucket
+    from apps.mempool.models import (
+        MempoolTransaction,
+        PendingDeadLetter,
+        PoolStats,
+        ProducerNonce,
+        RateBucket,
+    )
 
     settings.KAFKA_SESSION_TIMEOUT_MS = 6000
     settings.KAFKA_MAX_POLL_INTERVAL_MS = 6000
     with connection.schema_editor() as editor:
         for model in (MempoolTransaction, ProducerNonce, RateBucket, PoolStats,
-                      LedgerTransaction, OutboxMessage):
+                      PendingDeadLetter, LedgerTransaction, OutboxMessage):
             editor.create_model(model)
 
 

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -420,28 +421,31 @@ class IngestWorker:
                 dispositions: list[tuple[str, AdmissionResult]]) -> None:
         next_offsets: dict[tuple[str, int], int] = {}
         rewind: dict[tuple[str, int], int] = {}
+        outcomes: Counter[tuple[str, str]] = Counter()  # counted once per batch, not per event
         for message, (disposition, result) in zip(messages, dispositions, strict=True):
             position = _position(message)
             topic = position[0]
             if disposition == Disposition.DEFER:
                 self.stats.deferred += 1
-                metrics.MESSAGES.labels(topic=topic, outcome="deferred").inc()
+                outcomes[topic, "deferred"] += 1
                 rewind.setdefault(position, _offset(message))
                 continue
             if disposition == Disposition.DEAD_LETTER:
                 reason = result.reason.value if result.reason is not None else "unknown"
                 self.stats.dead_lettered += 1
                 self.stats.count_reason(reason)
-                metrics.MESSAGES.labels(topic=topic, outcome="dead_lettered").inc()
+                outcomes[topic, "dead_lettered"] += 1
             elif result.status is AdmissionStatus.ADMITTED:
                 self.stats.admitted += 1
-                metrics.MESSAGES.labels(topic=topic, outcome="admitted").inc()
+                outcomes[topic, "admitted"] += 1
             else:
                 self.stats.duplicates += 1
-                metrics.MESSAGES.labels(topic=topic, outcome="duplicate").inc()
+                outcomes[topic, "duplicate"] += 1
             if position not in rewind:
                 next_offsets[position] = max(next_offsets.get(position, 0),
                                              _offset(message) + 1)
+        for (topic, outcome), count in outcomes.items():
+            metrics.MESSAGES.labels(topic=topic, outcome=outcome).inc(count)
         offsets = [TopicPartition(topic, partition, offset)
                    for (topic, partition), offset in sorted(next_offsets.items())]
         if offsets:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import enum
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -624,15 +625,28 @@ def delete_expired_rows(now_ms: int) -> tuple[int, int]:
 def _count(results: list[AdmissionResult], outcome: _DatabaseOutcome,
            pending: list[_Pending], elapsed_s: float, touched_database: bool) -> None:
     kinds = {item.index: item.transaction.kind.value for item in pending}
+    # Tallied first, then one increment per label: a batch is 500 results, not 500 updates.
+    admitted: Counter[str] = Counter()
+    rejected: Counter[str] = Counter()
+    schema_rejected: Counter[str] = Counter()
+    duplicates = 0
     for index, result in enumerate(results):
         if result.status is AdmissionStatus.ADMITTED:
-            metrics.ADMITTED.labels(kind=kinds.get(index, "unknown")).inc()
+            admitted[kinds.get(index, "unknown")] += 1
         elif result.status is AdmissionStatus.DUPLICATE:
-            metrics.DUPLICATES.inc()
+            duplicates += 1
         elif result.reason is not None:
-            metrics.REJECTIONS.labels(reason=result.reason.value).inc()
+            rejected[result.reason.value] += 1
             if result.tx_reason is not None:
-                metrics.SCHEMA_REJECTIONS.labels(tx_reason=result.tx_reason.value).inc()
+                schema_rejected[result.tx_reason.value] += 1
+    for kind, count in admitted.items():
+        metrics.ADMITTED.labels(kind=kind).inc(count)
+    for reason, count in rejected.items():
+        metrics.REJECTIONS.labels(reason=reason).inc(count)
+    for tx_reason, count in schema_rejected.items():
+        metrics.SCHEMA_REJECTIONS.labels(tx_reason=tx_reason).inc(count)
+    if duplicates:
+        metrics.DUPLICATES.inc(duplicates)
     if outcome.evicted:
         metrics.EVICTED.inc(outcome.evicted)
     if outcome.expired:

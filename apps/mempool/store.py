@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import psycopg
 from django.db import connection, models
 
 from apps.ledger.models import Transaction as LedgerTransaction
@@ -46,6 +48,19 @@ def set_lock_timeout(milliseconds: int) -> None:
             cursor.execute(f"SET LOCAL lock_timeout = '{int(milliseconds)}ms'")
 
 
+def _array_cursor() -> psycopg.Cursor[Any]:
+    """A cursor on the caller's connection and transaction that binds parameters on the
+    server. Django's psycopg backend quotes parameters into the SQL text on the client, which
+    for a 500-element ``bytea[]`` array is hex-escaping and array-quoting every element in
+    Python (a fifth of an admission batch's time, measured with cProfile). The statements
+    here use ``%b`` placeholders: binary arrays, each element sent as length + raw bytes."""
+    connection.ensure_connection()
+    raw = connection.connection
+    if not isinstance(raw, psycopg.Connection):  # pragma: no cover - psycopg 3 backends only
+        raise RuntimeError("the array statements need a psycopg 3 connection")
+    return psycopg.Cursor(raw)
+
+
 def _chunks(items: Sequence[bytes]) -> list[list[bytes]]:
     return [list(items[start:start + _ORM_CHUNK]) for start in range(0, len(items), _ORM_CHUNK)]
 
@@ -62,9 +77,9 @@ def known_tx_ids(tx_ids: Sequence[bytes]) -> set[bytes]:
                     tx_id__in=chunk).values_list("tx_id", flat=True))
         return known
     ids = list(tx_ids)
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT tx_id FROM {_POOL} WHERE tx_id = ANY(%s) "  # noqa: S608
-                       f"UNION SELECT tx_id FROM {_LEDGER} WHERE tx_id = ANY(%s)", [ids, ids])
+    with _array_cursor() as cursor:
+        cursor.execute(f"SELECT tx_id FROM {_POOL} WHERE tx_id = ANY(%b) "  # noqa: S608
+                       f"UNION SELECT tx_id FROM {_LEDGER} WHERE tx_id = ANY(%b)", [ids, ids])
         return {bytes(row[0]) for row in cursor.fetchall()}
 
 
@@ -83,10 +98,10 @@ def recorded_nonces(keys: Sequence[tuple[str, bytes]]) -> dict[tuple[str, bytes]
                 if (producer_id, bytes(nonce)) in wanted:
                     found[(producer_id, bytes(nonce))] = bytes(tx_id)
         return found
-    with connection.cursor() as cursor:
+    with _array_cursor() as cursor:
         cursor.execute(
             f"SELECT n.producer_id, n.nonce, n.tx_id FROM {_NONCES} AS n "  # noqa: S608
-            "JOIN unnest(%s::text[], %s::bytea[]) AS k(producer_id, nonce) "
+            "JOIN unnest(%b::text[], %b::bytea[]) AS k(producer_id, nonce) "
             "ON n.producer_id = k.producer_id AND n.nonce = k.nonce",
             [[producer_id for producer_id, _ in keys], [nonce for _, nonce in keys]])
         return {(producer_id, bytes(nonce)): bytes(tx_id)
@@ -116,7 +131,7 @@ _COLUMNS = ("tx_id", "wire", "kind", "producer_id", "key_id", "nonce", "created_
 _TYPES = ("bytea", "bytea", "text", "text", "text", "bytea", "bigint", "bigint", "bigint",
           "integer", "bigint", "integer", "text")
 _INSERT_POOL = (f"INSERT INTO {_POOL} ({', '.join(_COLUMNS)}) SELECT * FROM unnest("  # noqa: S608
-                + ", ".join(f"%s::{sql_type}[]" for sql_type in _TYPES) + ")")
+                + ", ".join(f"%b::{sql_type}[]" for sql_type in _TYPES) + ")")
 
 
 def insert_transactions(rows: Sequence[NewTransaction]) -> None:
@@ -137,7 +152,7 @@ def insert_transactions(rows: Sequence[NewTransaction]) -> None:
         [row.admitted_at_ms for row in rows], [row.expires_at_ms for row in rows],
         [row.weight for row in rows], [row.priority for row in rows],
         [len(row.wire) for row in rows], [row.source for row in rows]]
-    with connection.cursor() as cursor:
+    with _array_cursor() as cursor:
         cursor.execute(_INSERT_POOL, columns)
 
 
@@ -150,10 +165,10 @@ def insert_nonces(rows: Sequence[tuple[str, bytes, bytes, int]]) -> None:
             producer_id=producer_id, nonce=nonce, tx_id=tx_id, created_at_ms=created_at_ms)
             for producer_id, nonce, tx_id, created_at_ms in rows], batch_size=_ORM_CHUNK // 4)
         return
-    with connection.cursor() as cursor:
+    with _array_cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {_NONCES} (producer_id, nonce, tx_id, created_at_ms) "  # noqa: S608
-            "SELECT * FROM unnest(%s::text[], %s::bytea[], %s::bytea[], %s::bigint[])",
+            "SELECT * FROM unnest(%b::text[], %b::bytea[], %b::bytea[], %b::bigint[])",
             [[row[0] for row in rows], [row[1] for row in rows], [row[2] for row in rows],
              [row[3] for row in rows]])
 
@@ -161,7 +176,7 @@ def insert_nonces(rows: Sequence[tuple[str, bytes, bytes, int]]) -> None:
 # --- rows leaving the pool without a block: kept for the DLQ (see PendingDeadLetter) --------
 
 _PENDING_INSERT = (f"INSERT INTO {_PENDING} (tx_id, wire, kind, source, reason, detail, "  # noqa: S608
-                   "removed_at_ms) SELECT p.tx_id, p.wire, p.kind, p.source, %s, {detail}, %s "
+                   "removed_at_ms) SELECT p.tx_id, p.wire, p.kind, p.source, %b, {detail}, %b "
                    f"FROM {_POOL} AS p {{where}} ON CONFLICT (tx_id) DO UPDATE SET "
                    "reason = excluded.reason, detail = excluded.detail, "
                    "removed_at_ms = excluded.removed_at_ms")
@@ -203,8 +218,8 @@ def record_evictions(details: dict[bytes, str], *, removed_at_ms: int) -> None:
         return
     sql = _PENDING_INSERT.format(
         detail="v.detail",
-        where="JOIN unnest(%s::bytea[], %s::text[]) AS v(tx_id, detail) ON p.tx_id = v.tx_id")
-    with connection.cursor() as cursor:
+        where="JOIN unnest(%b::bytea[], %b::text[]) AS v(tx_id, detail) ON p.tx_id = v.tx_id")
+    with _array_cursor() as cursor:
         cursor.execute(sql, [RemovalReason.EVICTED.value, removed_at_ms, list(details),
                              list(details.values())])
 
@@ -217,6 +232,6 @@ def record_expired(now_ms: int) -> None:
         _record_with_orm(MempoolTransaction.objects.filter(expires_at_ms__lte=now_ms),
                          reason=RemovalReason.EXPIRED, removed_at_ms=now_ms, detail=detail)
         return
-    sql = _PENDING_INSERT.format(detail="%s", where="WHERE p.expires_at_ms <= %s")
-    with connection.cursor() as cursor:
+    sql = _PENDING_INSERT.format(detail="%b", where="WHERE p.expires_at_ms <= %b")
+    with _array_cursor() as cursor:
         cursor.execute(sql, [RemovalReason.EXPIRED.value, detail, now_ms, now_ms])
