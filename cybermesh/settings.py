@@ -290,6 +290,12 @@ REST_FRAMEWORK = {
 # Per-client rates by bucket ("read", "write", "anon"), e.g. API_THROTTLE_RATES=read=600/min
 API_THROTTLE_RATES = env.dict("API_THROTTLE_RATES", default={})
 API_PERMISSION_CACHE_SECONDS = env.int("API_PERMISSION_CACHE_SECONDS", default=5)
+# Optional mutual TLS through a TLS-terminating proxy (docs/api.md): the proxies whose client-
+# certificate headers are believed (empty: off), the headers, and subject -> username (JSON).
+API_MTLS_TRUSTED_PROXIES = env.list("API_MTLS_TRUSTED_PROXIES", default=[])
+API_MTLS_SUBJECT_HEADER = env.str("API_MTLS_SUBJECT_HEADER", default="X-SSL-Client-S-DN")
+API_MTLS_VERIFY_HEADER = env.str("API_MTLS_VERIFY_HEADER", default="X-SSL-Client-Verify")
+API_MTLS_CLIENTS = env.json("API_MTLS_CLIENTS", default={})
 READY_MAX_STATUS_AGE_SECONDS = env.int("READY_MAX_STATUS_AGE_SECONDS", default=30)
 METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS",
                                     default=["127.0.0.0/8", "::1/128"])

@@ -7,4 +7,5 @@ class ApiConfig(AppConfig):
     verbose_name = "REST API"
 
     def ready(self) -> None:
-        from apps.api import schema  # noqa: F401  (registers the OpenAPI auth extension)
+        from apps.api import checks, schema  # noqa: F401  (register the system checks and the
+        #                                              OpenAPI authentication extensions)

@@ -26,6 +26,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
+from apps.api.client_certs import ClientCertificateAuthentication
 from apps.api.errors import PayloadTooLarge, problem_exception_handler
 from apps.api.metrics import REQUEST_SECONDS
 from apps.api.throttling import ClientRateThrottle
@@ -52,8 +53,10 @@ class ApiMixin:
     # The shared behaviour, mixed into APIView and DRF's generic views. (No docstring: the
     # OpenAPI generator would show it as the description of every view lacking its own.)
 
-    authentication_classes: Sequence[type[BaseAuthentication]] = [ApiTokenAuthentication,
-                                                                   SessionAuthentication]
+    # A bearer token first (its WWW-Authenticate is what a 401 names), then a client
+    # certificate vouched for by a trusted TLS proxy, then the console's session.
+    authentication_classes: Sequence[type[BaseAuthentication]] = [
+        ApiTokenAuthentication, ClientCertificateAuthentication, SessionAuthentication]
     throttle_classes: Sequence[type[BaseThrottle]] = [ClientRateThrottle]
     renderer_classes: Sequence[type[BaseRenderer]] = [JSONRenderer]
     parser_classes: Sequence[type[BaseParser]] = [JSONParser]

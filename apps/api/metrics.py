@@ -8,13 +8,11 @@ users holding ``api.read_metrics``.
 
 from __future__ import annotations
 
-import ipaddress
-from functools import cache
-
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
 
+from apps.api.networks import address_in
 from apps.api.roles import Capability
 
 REQUEST_SECONDS = Histogram(
@@ -31,18 +29,9 @@ WRITES = Counter(
 DEFAULT_ALLOWED_NETWORKS = ("127.0.0.0/8", "::1/128")
 
 
-@cache
-def _networks(spec: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    return tuple(ipaddress.ip_network(item, strict=False) for item in spec)
-
-
 def _address_allowed(address: str) -> bool:
-    spec = tuple(getattr(settings, "METRICS_ALLOWED_NETWORKS", DEFAULT_ALLOWED_NETWORKS))
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in _networks(spec))
+    return address_in(address, getattr(settings, "METRICS_ALLOWED_NETWORKS",
+                                       DEFAULT_ALLOWED_NETWORKS))
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
