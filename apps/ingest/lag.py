@@ -33,7 +33,7 @@ Position = tuple[str, int]
 class LagMonitor:
     """Refreshes ``cybermesh_ingest_consumer_lag_messages`` for a consumer's assignment."""
 
-    def __init__(self, *, interval_s: float, timeout_s: float = 2.0) -> None:
+    def __init__(self, *, interval_s: float, timeout_s: float = 1.0) -> None:
         self.interval_s = interval_s
         self.timeout_s = timeout_s
         self.lags: dict[Position, int] = {}
@@ -41,7 +41,9 @@ class LagMonitor:
 
     def maybe_refresh(self, consumer: Consumer) -> None:
         """Refresh if ``interval_s`` passed since the last refresh; a broker that does not
-        answer leaves the last figures (logged) and is asked again next time."""
+        answer leaves the last figures (logged) and is asked again next time. The first
+        request that times out ends the refresh, so an outage costs the loop at most
+        ``timeout_s`` per ``interval_s``."""
         now = time.monotonic()
         if now < self._due_at:
             return
