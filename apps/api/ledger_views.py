@@ -32,6 +32,7 @@ from apps.api.serializers import (
     block_item,
     evidence_item,
     transaction_item,
+    validator_item,
 )
 
 READ_ERRORS = problem_responses(400, 401, 403, 429)
@@ -186,4 +187,4 @@ class ValidatorListView(ApiView):
     @extend_schema(tags=["status"], operation_id="listValidators", summary="Active validators",
                    responses={200: ValidatorSerializer(many=True), **READ_ERRORS})
     def get(self, request: Request) -> Response:
-        return Response(ValidatorSerializer(queries.active_validators(), many=True).data)
+        return Response([validator_item(row) for row in queries.active_validators()])

@@ -63,10 +63,6 @@ def parse_hash(identifier: str, what: str) -> bytes:
     return bytes.fromhex(identifier)
 
 
-def block_list() -> QuerySet[BlockRow]:
-    return BlockRow.objects.only(*_BLOCK_LIST_FIELDS)
-
-
 # The list endpoints read plain rows (dicts of the item's columns): building 50 model
 # instances per page cost about as much as the query's own round trip.
 RowQuerySet = QuerySet[Any, dict[str, Any]]
@@ -106,8 +102,10 @@ def committed_block(row: BlockRow) -> Block:
     return rebuild_block(row, encoded)
 
 
-def latest_block() -> BlockRow | None:
-    return block_list().order_by("-height").first()
+def latest_block_row() -> dict[str, Any] | None:
+    """The latest block as a plain row (see :func:`block_rows`)."""
+    found: dict[str, Any] | None = block_rows().order_by("-height").first()
+    return found
 
 
 def _timestamp_at(height: int) -> int | None:

@@ -262,3 +262,22 @@ def evidence_item(row: dict[str, Any]) -> dict[str, Any]:
         "committed_height": row["committed_height"],
         "created_at": iso_datetime(row["created_at"]),
     }
+
+
+def validator_item(row: Any) -> dict[str, Any]:
+    return {
+        "validator_id": row.validator_id, "public_key": _hex(row.public_key),
+        "power": row.power, "address": row.address, "reputation_ppm": row.reputation,
+        "active": row.active, "joined_epoch": row.joined_epoch,
+        "joined_height": row.joined_height, "updated_height": row.updated_height,
+        "updated_at": iso_datetime(row.updated_at),
+    }
+
+
+def node_status_item(row: Any) -> dict[str, Any]:
+    return {
+        "node_id": row.node_id, "node_type": row.node_type, "epoch": row.epoch,
+        "height": row.height, "view": row.view, "state_root": row.state_root,
+        "synced": row.synced, "voting": row.voting, "peers": row.peers,
+        "updated_at": iso_datetime(row.updated_at),
+    }

@@ -202,3 +202,30 @@ def test_a_role_change_applies_when_only_the_permission_entry_expired(
     User.objects.get(username="viewer-user").groups.add(Group.objects.get(name="analyst"))
     permissions._cache.clear()  # the permission entry expires; the user object stays cached
     assert client.get("/api/v1/evidence/").status_code == 200
+
+
+def test_status_and_validators_equal_the_documented_serializers(
+        client_for: ClientFor, policy_chain_items: Any) -> None:
+    from django.conf import settings as django_settings
+
+    from apps.api import queries
+    from apps.api.serializers import StatusSerializer, ValidatorSerializer
+    from apps.ledger.models import Block
+    from apps.node.models import NodeStatus
+
+    NodeStatus.objects.create(node_id=django_settings.NODE_ID, node_type="validator",
+                              height=3, view=4, state_root="ab" * 32, synced=True,
+                              peers=[{"id": "v1", "score": 5}])
+    client = client_for("viewer")
+    validators = queries.active_validators()
+    quorum = queries.active_quorum(validators)
+    assert quorum is not None
+    documented = StatusSerializer({
+        "node_id": django_settings.NODE_ID, "node": queries.node_status(),
+        "latest_block": Block.objects.order_by("-height").first(), "validators": validators,
+        "quorum": {"total_power": quorum.total_power,
+                   "max_faulty_power": quorum.max_faulty_power,
+                   "quorum_power": quorum.quorum_power}}).data
+    assert client.get("/api/v1/status/").json() == documented
+    assert client.get("/api/v1/validators/").json() == ValidatorSerializer(
+        validators, many=True).data
