@@ -36,6 +36,13 @@ MAX_HOST_BYTES = 253
 MAX_ACCOUNT_BYTES = 128
 MAX_OTHER_BYTES = 256
 _HOST_LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?")
+# Canonical wire forms already parsed: a few thousand offenders make most of the traffic, and
+# parsing an address or a host name costs a few microseconds each time a transaction or a
+# stored record names it. Only a (kind, text) that parsed to exactly itself is remembered, so
+# a non-canonical text is never found here and is refused as before. Bounded: cleared when
+# full (a dict read or write is atomic under the GIL, so threads at worst parse again).
+_CANONICAL_CAPACITY = 16_384
+_canonical: dict[tuple[EntityKind, str], Entity] = {}
 _NO_SPACE = re.compile(r"[^\s\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]+")
 
 
@@ -130,10 +137,16 @@ class Entity:
         items = expect_list(value, field, 2, 2)
         kind = expect_enum(items[0], EntityKind, field, _R.BAD_ENTITY)
         text = expect_text(items[1], field, MAX_OTHER_BYTES, _R.BAD_ENTITY)
+        known = _canonical.get((kind, text))
+        if known is not None:
+            return known
         entity = cls.of(kind, text, field)
         if entity.kind is not kind or entity.value != text:
             raise _bad(f"not in canonical form (expected {entity.kind.value} "
                        f"{entity.value[:80]!r})", field)
+        if len(_canonical) >= _CANONICAL_CAPACITY:
+            _canonical.clear()
+        _canonical[(kind, text)] = entity
         return entity
 
     def to_cbor(self) -> list[CborValue]:

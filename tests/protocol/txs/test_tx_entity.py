@@ -83,3 +83,25 @@ def test_wire_accepts_only_the_canonical_form(wire: list[str]) -> None:
     with pytest.raises(TxRejected) as refused:
         Entity.from_cbor(wire)
     assert refused.value.reason is TxRejectReason.BAD_ENTITY
+
+
+@pytest.mark.parametrize(("canonical", "variant"), [
+    (["ip", "2001:db8::1"], ["ip", "2001:DB8::1"]),
+    (["host", "example.com"], ["host", "Example.com"]),
+    (["ip", "10.0.0.5"], ["cidr", "10.0.0.5/32"]),
+])
+def test_a_parsed_canonical_entity_does_not_make_its_variants_acceptable(
+        canonical: list[str], variant: list[str]) -> None:
+    first = Entity.from_cbor(canonical)
+    assert Entity.from_cbor(canonical) == first  # the remembered parse
+    with pytest.raises(TxRejected) as refused:
+        Entity.from_cbor(variant)
+    assert refused.value.reason is TxRejectReason.BAD_ENTITY
+
+
+def test_the_memory_of_parsed_entities_is_bounded() -> None:
+    from cybermesh.protocol.txs import entity as entity_module
+
+    for index in range(entity_module._CANONICAL_CAPACITY + 10):
+        Entity.from_cbor(["account", f"user{index}@corp"])
+    assert len(entity_module._canonical) <= entity_module._CANONICAL_CAPACITY
