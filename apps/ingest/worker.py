@@ -245,8 +245,7 @@ class IngestWorker:
                                             self._paused_until - time.monotonic()))
                 return 0
             self._resume()
-        room = self.batch_size - len(self._carry)
-        fetched = consumer.consume(room, self.poll_timeout_s) if room > 0 else []
+        fetched = self._fetch(self.batch_size - len(self._carry))
         messages = self._carry + [m for m in fetched if self._usable(m)]
         self._carry = []
         if not messages:
@@ -262,6 +261,23 @@ class IngestWorker:
         self.stats.batches += 1
         self.stats.messages += len(messages)
         return len(messages)
+
+    def _fetch(self, room: int) -> list[Message]:
+        """Everything already queued (up to ``room``); if nothing is, wait up to the poll
+        timeout for the first message and take what is queued with it. ``consume(room, t)``
+        alone waits the whole timeout whenever fewer than ``room`` messages are queued, which
+        adds the timeout to every batch below saturation (latency) and to the tail of a
+        backlog (throughput); batches still fill up to ``room`` when events arrive faster than
+        a batch is admitted."""
+        if room <= 0:
+            return []
+        fetched = self.consumer.consume(room, 0)
+        if fetched:
+            return fetched
+        fetched = self.consumer.consume(1, self.poll_timeout_s)
+        if fetched and room > 1:
+            fetched += self.consumer.consume(room - 1, 0)
+        return fetched
 
     @staticmethod
     def _usable(message: Message) -> bool:
