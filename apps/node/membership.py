@@ -6,8 +6,11 @@ validators later (apps/governance), and the committed ledger is where the curren
 So ``run_node`` checks its key against the committed ledger when there is one, and against
 genesis only on an empty database:
 
-* a validator of the current set must hold that set's key for its id (a re-keyed validator
-  restarts with its new key once the rotation is active);
+* a validator of the current set must hold that set's key for its id; a key this id held in
+  an *earlier* epoch (genesis, or a reconfiguration block of its ledger) is refused — the
+  rotation replaced it. A key the ledger never saw for this id may be the new key of a
+  rotation the ledger has not reached yet (a node stopped before the boundary): it starts
+  joining, like a new validator, and signs nothing until an epoch holds its id and key;
 * a validator id the node does not find in the set it knows starts *joining*: it follows the
   chain by block sync (ledger catch-up from genesis) and votes from the first epoch whose set
   holds its id and key. The peers accept its TLS key from that epoch on (apps/node/p2p/tls.py:
@@ -28,6 +31,7 @@ from dataclasses import dataclass
 from django.db import DatabaseError
 
 from apps.ledger.models import Block as BlockRow
+from apps.ledger.rows import load_block
 from apps.validators.models import Validator as ValidatorRow
 from cybermesh.protocol.crypto.signing import SigningKey
 from cybermesh.protocol.genesis import Genesis
@@ -101,12 +105,36 @@ def role_of(*, node_type: str, node_id: str, key: SigningKey, genesis: Genesis,
         raise MembershipError(f"NODE_ID={node_id!r} is listed in P2P_OBSERVERS; a validator "
                               "is not an observer")
     registered = known.members.get(node_id)
-    if registered is None:
-        if key.public_key.raw in known.members.values():
-            raise MembershipError(f"NODE_KEY_PATH holds another validator's key in "
-                                  f"{known.source}, not one for {node_id!r}")
-        return Role.JOINING
-    if registered != key.public_key.raw:
-        raise MembershipError(f"NODE_KEY_PATH holds a key that is not {node_id}'s validator "
-                              f"key in {known.source}")
-    return Role.VALIDATOR
+    if registered == key.public_key.raw:
+        return Role.VALIDATOR
+    if registered is not None:
+        taken = key.public_key.raw in known.members.values()
+        if taken or key.public_key.raw in former_keys(node_id, genesis):
+            why = "" if taken else " (governance rotated it away)"
+            raise MembershipError(f"NODE_KEY_PATH holds a key that is not {node_id}'s "
+                                  f"validator key in {known.source}{why}")
+        return Role.JOINING  # a new key the ledger has not reached yet
+    if key.public_key.raw in known.members.values():
+        raise MembershipError(f"NODE_KEY_PATH holds another validator's key in "
+                              f"{known.source}, not one for {node_id!r}")
+    return Role.JOINING
+
+
+def former_keys(node_id: str, genesis: Genesis) -> set[bytes]:
+    """Every key ``node_id`` held in an epoch this node's ledger has seen (genesis and the
+    sets of the reconfiguration blocks)."""
+    keys = set()
+    first = genesis.validator_set.get(node_id)
+    if first is not None:
+        keys.add(first.public_key)
+    try:
+        heights = list(BlockRow.objects.filter(next_validators__isnull=False)
+                       .values_list("height", flat=True))
+        for height in heights:
+            loaded = load_block(height)
+            for validator in (loaded[0].next_validators or ()) if loaded else ():
+                if validator.validator_id == node_id:
+                    keys.add(validator.public_key)
+    except DatabaseError:
+        pass  # no readable ledger: genesis is all this node knows
+    return keys

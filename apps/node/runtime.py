@@ -100,6 +100,7 @@ from cybermesh.protocol.consensus.wire import (
 from cybermesh.protocol.crypto.signing import SigningKey
 from cybermesh.protocol.executor.params import ExecutorParameters
 from cybermesh.protocol.genesis import Genesis
+from cybermesh.protocol.validator_set import ValidatorSet
 
 logger = structlog.get_logger(__name__)
 
@@ -178,6 +179,7 @@ class NodeRuntime:
         self._seen_qc_height = 0
         self._guard_views: int | None = None  # set while the double-sign guard holds
         self._stall_probe = StallProbe()
+        self._foreign_key_epoch: int | None = None  # set while our id holds another key
         self._recorded_qc: tuple[int, int] = (0, 0)  # (epoch, view) of the stored recovery QC
         self._vote_journal = (open(config.vote_journal, "a")  # noqa: SIM115 -- lives with us
                               if config.vote_journal else None)
@@ -234,6 +236,7 @@ class NodeRuntime:
             self.log.info("recovered uncommitted chain", qc_view=recovered.qc.view,
                           blocks=len(recovered.blocks))
         self._guard_start_view = self.core.highest_qc.view
+        self._check_own_key(tip.epoch.validator_set)
         actions += self.core.handle(Start())
         return actions + self._fetch_highest_certified()
 
@@ -380,13 +383,28 @@ class NodeRuntime:
     def _enter_epoch(self, action: EnterEpoch, out: Outbound) -> None:
         assert self.core is not None  # noqa: S101
         out.new_validators = action.validator_set
+        self._check_own_key(action.validator_set)
         proof = self.core.epoch_end_proofs.get(action.validator_set.epoch - 1)
         if proof is not None:
             persist_epoch_proof(proof)
         self.log.info("entered epoch", epoch=action.validator_set.epoch, member=action.member)
 
+    def _check_own_key(self, validator_set: ValidatorSet) -> None:
+        """Sign only while the epoch's set holds our id *with our key*. Otherwise our key was
+        rotated away (nothing we sign would count; peers no longer accept our TLS key), or it
+        is the new key of a rotation our ledger has not reached yet: either way we run, catch
+        up and serve block sync, but no vote, timeout, proposal or heartbeat of ours leaves."""
+        own = validator_set.get(self.node_id)
+        mismatch = own is not None and own.public_key != self.config.signing_key.public_key.raw
+        if mismatch and self._foreign_key_epoch != validator_set.epoch:
+            self.log.warning("this epoch's validator set holds another key for this id: not "
+                             "signing until an epoch holds ours (after a rotation, restart with "
+                             "the key governance registered)", epoch=validator_set.epoch)
+        self._foreign_key_epoch = validator_set.epoch if mismatch else None
+
     def _guarded(self, message: Message) -> bool:
-        return self._guard_views is not None and isinstance(message, _SIGNED_BY_US)
+        return (self._guard_views is not None or self._foreign_key_epoch is not None) \
+            and isinstance(message, _SIGNED_BY_US)
 
     def _propose(self, request: RequestPayload) -> list[Action]:
         assert self.core is not None  # noqa: S101
@@ -537,7 +555,8 @@ class NodeRuntime:
             "node_type": "validator", "epoch": core.epoch.epoch,
             "height": core.committed.height, "view": core.view,
             "state_root": self.app.committed_root.hex() if self.app else "",
-            "synced": synced, "voting": core.member and self._guard_views is None,
+            "synced": synced, "voting": core.member and self._guard_views is None
+            and self._foreign_key_epoch is None,
             "peers": peers})
 
     # ------------------------------------------------------------------ event loop side
