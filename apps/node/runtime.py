@@ -36,13 +36,12 @@ from django.db import close_old_connections
 from prometheus_client import Counter, Gauge
 
 from apps.audit.services import record_audit
-from apps.ledger.rows import load_block
 from apps.mempool.services import expire
 from apps.node import ledger_sync
 from apps.node.application import Application
 from apps.node.bootstrap import load_or_create_tip
 from apps.node.catchup import StallProbe
-from apps.node.epoch_proofs import load_epoch_proof, persist_epoch_proof, recent_epoch_proofs
+from apps.node.epoch_proofs import persist_epoch_proof, recent_epoch_proofs
 from apps.node.evidence import submit_evidence
 from apps.node.models import NodeStatus
 from apps.node.p2p.errors import PenaltyReason
@@ -56,6 +55,7 @@ from apps.node.safety_store import (
     persist_recovery,
     persist_safety_data,
 )
+from apps.node.sync_server import serve_committed
 from cybermesh.db import run_serializable
 from cybermesh.protocol.block_builder import BlockLimits
 from cybermesh.protocol.consensus.core import ConsensusCore, CoreConfig
@@ -463,47 +463,12 @@ class NodeRuntime:
 
     def serve_ledger_sync(self, payload: bytes) -> bytes | None:
         """Committed blocks and the proof they committed, for a peer that is behind
-        (consensus thread; see apps/node/ledger_sync.py)."""
-        request = ledger_sync.parse_request(payload)
-        if request is None or self.core is None:
+        (consensus thread; apps/node/sync_server.py)."""
+        if self.core is None:
             return None
-        first, count = request
-        core = self.core
-        tip = core.committed
-        if count == 0 or first > tip.height + 1:
-            return None
-        if first == tip.height + 1:
-            if tip.next_validators is not None:
-                return None  # the next epoch's blocks are not ours to prove
-            # Asked for the block after our tip: answer with the tip and the certified chain
-            # above it, so a follower at our height learns it is level (and commits what the
-            # chain above proves).
-            first = tip.height
         close_old_connections()
-        budget = self.config.network.max_message_size - ledger_sync.FRAME_OVERHEAD
-        blocks, qc = ledger_sync.choose_committed(load_block, first,
-                                                  min(first + count - 1, tip.height), budget)
-        if not blocks or qc is None:
-            return None
-        last = blocks[-1]
-        if last.next_validators is not None:
-            proof = core.epoch_end_proofs.get(last.epoch) or load_epoch_proof(last.epoch)
-            above = [] if proof is None or proof.qc is None else \
-                [block for block in proof.blocks if block.height > last.height]
-            if above and above[0].parent_id == last.block_id and proof is not None \
-                    and proof.qc is not None and proof.qc.block_id == above[-1].block_id:
-                blocks, qc = blocks + above, proof.qc
-        elif last.block_id == tip.block_id:
-            # Our own tip's 2-chain proof: the certified chain above it and our highest QC.
-            highest = core.highest_qc
-            size = sum(ledger_sync.block_size(block) for block in blocks)
-            above = core.tree.serve(highest.block_id, tip.height,
-                                    core.config.max_sync_blocks - len(blocks))
-            if above and above[0].parent_id == tip.block_id \
-                    and above[-1].block_id == highest.block_id \
-                    and size + sum(map(ledger_sync.block_size, above)) <= budget:
-                blocks, qc = blocks + above, highest
-        return ledger_sync.encode_response(SyncResponse(blocks[0].epoch, tuple(blocks), qc))
+        return serve_committed(self.core, payload,
+                               max_message_size=self.config.network.max_message_size)
 
     def absorb_ledger_sync(self, sender: str, payload: bytes) -> tuple[Outbound, bool]:
         """Commit what a peer's response proves committed; return the rebuilt core's actions."""
