@@ -120,7 +120,7 @@ class Command(BaseCommand):
         for index in range(cluster.nodes):
             cluster.start_node(index)
         say(f"started {cluster.validators} validators"
-            + (f" and {cluster.observers} observers" if cluster.observers else ""))
+            + (f" and {cluster.observers} observer(s)" if cluster.observers else ""))
         if kafka:
             for index in range(cluster.validators):
                 cluster.start_ingest(index)
