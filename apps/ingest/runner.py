@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from apps.ingest.worker import IngestWorker
 from apps.mempool.admission import admit_batch
-from cybermesh.kafka_config import consumer_config, ingest_topics, producer_config, setting
+from cybermesh.kafka_config import (
+    admin_config,
+    consumer_config,
+    ingest_topics,
+    producer_config,
+    setting,
+)
 
 __all__ = ["build_worker"]
 
@@ -42,4 +48,5 @@ def build_worker(*, batch_size: int | None = None, bootstrap_servers: str | None
         dlq_timeout_s=_get("INGEST_DLQ_TIMEOUT_S"),
         removals_interval_s=_get("INGEST_REMOVALS_INTERVAL_S"),
         lag_interval_s=_get("INGEST_LAG_INTERVAL_S"),
+        admin_config=admin_config(bootstrap_servers=bootstrap_servers),
     )

@@ -126,6 +126,13 @@ def _offset(message: Message) -> int:
     return message.offset() or 0
 
 
+def _connection_only(config: dict[str, Any]) -> dict[str, Any]:
+    """The brokers, security and client id of a client configuration (for an admin client)."""
+    return {name: value for name, value in config.items()
+            if name in ("bootstrap.servers", "client.id", "security.protocol")
+            or name.startswith(("sasl.", "ssl."))}
+
+
 def _source(topic: str) -> str:
     return f"kafka:{topic}"[:MAX_SOURCE_CHARS]
 
@@ -138,7 +145,7 @@ class IngestWorker:
                  batch_size: int = 500, poll_timeout_s: float = 0.5, pause_s: float = 1.0,
                  retry_base_s: float = 0.2, retry_max_s: float = 10.0,
                  dlq_timeout_s: float = 30.0, removals_interval_s: float = 5.0,
-                 lag_interval_s: float = 10.0,
+                 lag_interval_s: float = 10.0, admin_config: dict[str, Any] | None = None,
                  clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
                  rng: random.Random | None = None,
                  assignment: Sequence[TopicPartition] | None = None) -> None:
@@ -152,7 +159,9 @@ class IngestWorker:
         self.retry_max_s = retry_max_s
         self.dlq_timeout_s = dlq_timeout_s
         self.removals_interval_s = removals_interval_s
-        self.lag = LagMonitor(interval_s=lag_interval_s)
+        self.lag = LagMonitor(admin_config=admin_config or _connection_only(consumer_config),
+                              interval_s=lag_interval_s,
+                              group_id=str(consumer_config.get("group.id", "")))
         self.clock_ms = clock_ms
         self.rng = rng or random.Random()  # noqa: S311 - backoff jitter
         self.stats = IngestStats()
@@ -238,7 +247,7 @@ class IngestWorker:
     def step(self) -> int:
         """Consume one batch and see it through; return how many messages it held."""
         consumer = self.consumer
-        self.lag.maybe_refresh(consumer)  # at most every lag_interval_s, paused or not
+        self.lag.poll(consumer)  # asks every lag_interval_s (paused or not), never waits
         if self._paused_until is not None:
             if time.monotonic() < self._paused_until:
                 self._poll_while_paused(min(self.poll_timeout_s,
