@@ -48,6 +48,7 @@ from cybermesh.protocol.block_builder import BlockLimits
 from cybermesh.protocol.consensus.quorum import CertificateVerifier, EpochState
 from cybermesh.protocol.consensus.signatures import Domains, Ed25519Verifier
 from cybermesh.protocol.consensus.wire import DEFAULT_WIRE_LIMITS
+from cybermesh.protocol.crypto.signing import SigningKey
 from cybermesh.protocol.executor.params import ExecutorParameters
 from cybermesh.protocol.genesis import Genesis
 from cybermesh.protocol.validator_set import ValidatorSet
@@ -69,7 +70,7 @@ UNPROVEN_TAIL = 3
 class ObserverConfig:
     node_id: str
     genesis: Genesis
-    signing_key: Any  # SigningKey: the TLS identity only
+    signing_key: SigningKey  # its TLS identity only: in no validator set, signs nothing
     network: Any  # apps.node.p2p.config.NetworkConfig
     executor_parameters: ExecutorParameters = field(default_factory=ExecutorParameters)
     poll_interval_s: float = 0.5
