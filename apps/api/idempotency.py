@@ -14,6 +14,7 @@ whose request died is taken over after ``IN_PROGRESS_LEASE``; keys are kept for 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -103,10 +104,17 @@ def complete(*, user_id: int, key: str, status_code: int, body: Any) -> None:
     """Store the final answer, or release the key when the answer was transient."""
     rows = IdempotencyKey.objects.filter(user_id=user_id, key=key,
                                          status_code=_IN_PROGRESS)
-    if status_code in STORED_STATUSES:
+    if status_code in STORED_STATUSES and _storable(body):
         rows.update(status_code=status_code, response_body=body)
     else:
         rows.delete()
+
+
+def _storable(body: Any) -> bool:
+    """PostgreSQL's jsonb cannot hold U+0000, which a refusal can echo (the request path is
+    in every problem body). Such an answer is not stored: refusals are deterministic, so the
+    retry runs again and gets the same answer."""
+    return "\\u0000" not in json.dumps(body)
 
 
 def purge_expired(*, now: Any = None) -> int:

@@ -163,3 +163,14 @@ def test_a_case_is_named_by_its_reference_or_uuid(client_for: ClientFor, case: C
     bad = analyst.get("/api/v1/cases/case-1/")
     assert bad.status_code == 400 and "case_id" in bad.json()["errors"]
     assert post(analyst, "/api/v1/cases/../triage/").status_code in (400, 404)
+
+
+def test_a_refusal_echoing_a_nul_is_answered_again_not_stored(client_for: ClientFor,
+                                                               db: None) -> None:
+    # Found by the schema fuzzer: jsonb cannot store U+0000, which the problem body's
+    # "instance" (the path) carried; storing the answer for the Idempotency-Key was a 500.
+    analyst = client_for("analyst")
+    for _ in range(2):
+        answer = post(analyst, "/api/v1/cases/%00/triage/", HTTP_IDEMPOTENCY_KEY="nul-1")
+        assert answer.status_code == 400 and "case_id" in answer.json()["errors"]
+        assert not answer.has_header("Idempotent-Replayed")
