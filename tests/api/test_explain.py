@@ -108,6 +108,10 @@ INDEXED = [
     f"/api/v1/transactions/?offender=ip:{QUARANTINED_IP}",
     "/api/v1/transactions/?offender=validator-3",
     "/api/v1/transactions/?severity=7",
+    # A filter and a time range: one range of the filter's index (height bounds included).
+    f"/api/v1/transactions/?offender=ip:{QUARANTINED_IP}"
+    "&since=2023-11-14T22:13:21Z&until=2023-11-14T22:13:23Z",
+    "/api/v1/transactions/?severity=7&since=2023-11-14T22:13:21Z",
     "/api/v1/evidence/",
     "/api/v1/evidence/?offender=v1",
     # Two record types: one range of the namespace index each, merged by the view.
