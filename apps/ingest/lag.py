@@ -135,6 +135,12 @@ class LagMonitor:
             lags[position] = max(0, high - done)
         self._publish({**{p: lag for p, lag in self.lags.items() if p in owned}, **lags})
 
+    def close(self) -> None:
+        """Stop reporting anything and drop the admin client (the worker is closing)."""
+        self.forget(set(self.lags))
+        self._request = None
+        self._admin = None
+
     def forget(self, positions: set[Position]) -> None:
         """Stop reporting partitions this consumer no longer owns (their next owner does)."""
         self._publish({position: lag for position, lag in self.lags.items()

@@ -25,27 +25,26 @@ headers are rebuilt, so a re-driven dead letter lands on the partition of its re
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 
+from apps.ingest import metrics
 from apps.ingest.dlq import removal_headers
+from apps.ingest.letters import OutgoingLetter
 from apps.mempool.choices import RemovalReason
 from apps.mempool.models import PendingDeadLetter
+from apps.mempool.queries import pending_dead_letters
+from apps.mempool.services import forget_dead_letters
+from cybermesh import failpoints
 from cybermesh.kafka_config import KafkaConfigError, dlq_topic, topic
+from cybermesh.logging import get_logger
 from cybermesh.protocol.txs import TxKind, TxRejected, decode_transaction
 from cybermesh.sdk.headers import KIND_TOPIC_NAMES, event_headers, partition_key
 
-__all__ = ["OutgoingLetter", "removal_letter", "source_topic_for"]
+__all__ = ["drain_pending_dead_letters", "removal_letter",
+           "source_topic_for"]
 
-
-@dataclass(frozen=True, slots=True)
-class OutgoingLetter:
-    """One message for a DLQ topic."""
-
-    topic: str
-    key: bytes | None
-    value: bytes
-    headers: list[tuple[str, str | bytes | None]]
+logger = get_logger(__name__)
+DRAIN_BATCH = 500
 
 
 def source_topic_for(row: PendingDeadLetter, sources: Mapping[str, str]) -> str | None:
@@ -85,3 +84,39 @@ def removal_letter(row: PendingDeadLetter, *, source_topic: str, node_id: str,
                                 detail=row.detail or reason.label,
                                 retryable=reason.retryable, node_id=node_id, at_ms=at_ms,
                                 tx_id=tx_id))
+
+
+def drain_pending_dead_letters(*, publish: Callable[[list[OutgoingLetter]], None],
+                               sources: Mapping[str, str], node_id: str,
+                               clock_ms: Callable[[], int],
+                               on_published: Callable[[list[str]], None],
+                               limit: int = DRAIN_BATCH) -> None:
+    """Publish every pending row, oldest first, ``limit`` at a time. ``publish`` returns only
+    once the broker acknowledged every letter (it raises otherwise, and the rows stay); each
+    row is deleted only after that. ``on_published`` gets the reasons of each published
+    chunk."""
+    while True:
+        rows = pending_dead_letters(limit=limit)
+        if not rows:
+            return
+        # A crash test stops here: the eviction is committed, its dead letter not yet sent.
+        failpoints.hit("ingest.before_eviction_dead_letter")
+        at_ms = clock_ms()
+        letters: list[OutgoingLetter] = []
+        reasons: list[str] = []
+        for row in rows:
+            source_topic = source_topic_for(row, sources)
+            if source_topic is None:
+                metrics.REMOVALS_UNROUTABLE.labels(kind=row.kind).inc()
+                logger.warning("ingest.removal_not_dead_lettered", kind=row.kind,
+                               source=row.source, reason=row.reason,
+                               tx_id=bytes(row.tx_id).hex())
+                continue
+            letters.append(removal_letter(row, source_topic=source_topic, node_id=node_id,
+                                          at_ms=at_ms))
+            reasons.append(row.reason)
+        publish(letters)
+        forget_dead_letters((bytes(row.tx_id), row.removed_at_ms) for row in rows)
+        on_published(reasons)
+        if len(rows) < limit:
+            return

@@ -45,16 +45,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from django.db import DatabaseError, close_old_connections
 
 from apps.ingest import metrics
 from apps.ingest.dlq import result_headers
 from apps.ingest.lag import LagMonitor
-from apps.ingest.removals import OutgoingLetter, removal_letter, source_topic_for
+from apps.ingest.letters import LetterPublisher, LettersNotAcknowledged, OutgoingLetter
+from apps.ingest.removals import drain_pending_dead_letters
 from apps.mempool.admission import AdmissionReason, AdmissionResult, AdmissionStatus
-from apps.mempool.queries import pending_dead_letters
-from apps.mempool.services import forget_dead_letters
 from cybermesh import failpoints
 from cybermesh.db import TransactionRetryExhausted
 from cybermesh.kafka_config import dlq_topic
@@ -73,7 +72,8 @@ class TransientIngestError(RuntimeError):
 
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    DatabaseError, TransactionRetryExhausted, KafkaException, TransientIngestError)
+    DatabaseError, TransactionRetryExhausted, KafkaException, TransientIngestError,
+    LettersNotAcknowledged)
 
 
 class Disposition:
@@ -167,9 +167,8 @@ class IngestWorker:
         self.stats = IngestStats()
         self.stopping = False
         self._consumer_config = consumer_config
-        self._producer_config = producer_config
+        self._letters = LetterPublisher(producer_config, timeout_s=dlq_timeout_s)
         self._consumer: Consumer | None = None
-        self._producer: Producer | None = None
         self._carry: list[Message] = []
         self._paused_until: float | None = None
         self.last_batch_seconds = 0.0
@@ -185,7 +184,7 @@ class IngestWorker:
 
     def start(self) -> IngestWorker:
         self._consumer = Consumer(self._consumer_config)
-        self._producer = Producer(self._producer_config)
+        self._letters.start()
         if self._assignment is not None:
             self._consumer.assign(self._assignment)
         else:
@@ -196,13 +195,11 @@ class IngestWorker:
 
     def close(self) -> None:
         """Leave the group. Nothing uncommitted is lost: it is redelivered to the next owner."""
-        if self._producer is not None:
-            self._producer.flush(self.dlq_timeout_s)
-            self._producer = None
+        self._letters.close()
         if self._consumer is not None:
             self._consumer.close()
             self._consumer = None
-        self.lag.forget(set(self.lag.lags))
+        self.lag.close()
         metrics.IN_FLIGHT.set(0)
         metrics.PAUSED.set(0)
 
@@ -350,82 +347,31 @@ class IngestWorker:
     def _dead_letter(self, messages: list[Message],
                      dispositions: list[tuple[str, AdmissionResult]]) -> None:
         at_ms = self.clock_ms()
-        self._publish([
+        self._letters.publish([
             OutgoingLetter(dlq_topic(message.topic() or ""), message.key(),
                            message.value() or b"",
                            result_headers(message, result, node_id=self.node_id, at_ms=at_ms))
             for message, (disposition, result) in zip(messages, dispositions, strict=True)
             if disposition == Disposition.DEAD_LETTER])
 
-    def _publish(self, letters: list[OutgoingLetter]) -> None:
-        """Produce every letter and wait until the broker acknowledged all of them; raise
-        :class:`TransientIngestError` otherwise (the caller retries the whole batch)."""
-        producer = self._producer
-        if producer is None:
-            raise RuntimeError("the ingest worker is not started")
-        if not letters:
-            return
-        failures: list[str] = []
-
-        def on_delivery(error: KafkaError | None, _message: Message) -> None:
-            if error is not None:
-                failures.append(str(error))
-
-        for letter in letters:
-            while True:
-                try:
-                    producer.produce(letter.topic, value=letter.value, key=letter.key,
-                                     headers=letter.headers, on_delivery=on_delivery)
-                    break
-                except BufferError:
-                    producer.poll(0.1)
-                except KafkaException as error:
-                    self._producer = Producer(self._producer_config)
-                    raise TransientIngestError(f"dead letter not accepted: {error}") from error
-        remaining = producer.flush(self.dlq_timeout_s)
-        if remaining or failures:
-            # A fresh idempotent producer for the retry: one whose broker restarted (and lost
-            # its producer-id state) can otherwise stay failed for good.
-            self._producer = Producer(self._producer_config)
-            raise TransientIngestError(f"{remaining + len(failures)} of {len(letters)} dead "
-                                       f"letters not acknowledged: "
-                                       f"{failures[0] if failures else 'timeout'}")
-
     # --- transactions that left the mempool without a block ---------------------------------
 
-    def drain_removals(self, *, limit: int = 500) -> int:
-        """Dead-letter every pending eviction / expiry (see :mod:`apps.ingest.removals`);
-        delete each row only after the DLQ acknowledged it. Return how many were published.
-        Raises a transient error (rows kept) when the broker or the database fails."""
+    def drain_removals(self) -> int:
+        """Dead-letter every pending eviction / expiry (:mod:`apps.ingest.removals`); return
+        how many were published. Raises a transient error (rows kept) when the broker or the
+        database fails."""
         published = 0
-        while True:
-            rows = pending_dead_letters(limit=limit)
-            if not rows:
-                break
-            # A crash test stops here: the eviction is committed, its dead letter not yet sent.
-            failpoints.hit("ingest.before_eviction_dead_letter")
-            at_ms = self.clock_ms()
-            letters: list[OutgoingLetter] = []
-            reasons: list[str] = []
-            for row in rows:
-                source_topic = source_topic_for(row, self._sources)
-                if source_topic is None:
-                    metrics.REMOVALS_UNROUTABLE.labels(kind=row.kind).inc()
-                    logger.warning("ingest.removal_not_dead_lettered", kind=row.kind,
-                                   source=row.source, reason=row.reason,
-                                   tx_id=bytes(row.tx_id).hex())
-                    continue
-                letters.append(removal_letter(row, source_topic=source_topic,
-                                              node_id=self.node_id, at_ms=at_ms))
-                reasons.append(row.reason)
-            self._publish(letters)
-            forget_dead_letters((bytes(row.tx_id), row.removed_at_ms) for row in rows)
+
+        def count(reasons: list[str]) -> None:
+            nonlocal published
             for reason in reasons:
                 self.stats.count_reason(reason)
-            self.stats.removals_dead_lettered += len(letters)
-            published += len(letters)
-            if len(rows) < limit:
-                break
+            self.stats.removals_dead_lettered += len(reasons)
+            published += len(reasons)
+
+        drain_pending_dead_letters(publish=self._letters.publish, sources=self._sources,
+                                   node_id=self.node_id, clock_ms=self.clock_ms,
+                                   on_published=count)
         self._removals_due_at = time.monotonic() + self.removals_interval_s
         return published
 
