@@ -109,3 +109,22 @@ def test_forgetting_drops_only_the_acknowledged_removal_not_a_newer_one(
     assert newer.removed_at_ms == NOW + 3
     assert forget_dead_letters([(bytes(newer.tx_id), newer.removed_at_ms)]) == 1
     assert not PendingDeadLetter.objects.exists()
+
+
+def test_the_admin_lists_pending_dead_letters_and_nobody_edits_them(
+        make_pipeline: MakePipeline) -> None:
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+    from django.urls import reverse
+
+    pipeline = make_pipeline(max_txs=1)
+    low = event(1, severity=2)
+    pipeline.admit(low.wire, now_ms=NOW, source="api")
+    pipeline.admit(event(2, severity=9).wire, now_ms=NOW, source="api")
+    client = Client()
+    client.force_login(get_user_model().objects.create_superuser("root", "r@example.org",
+                                                                 "pw-1234567"))
+    page = client.get(reverse("admin:mempool_pendingdeadletter_changelist"))
+    assert page.status_code == 200
+    assert low.tx_id.hex() in page.content.decode()
+    assert client.get(reverse("admin:mempool_pendingdeadletter_add")).status_code == 403
