@@ -19,7 +19,7 @@ from apps.console.choices import (
     Tlp,
 )
 from apps.console.config import MAX_QUARANTINE_HOURS
-from apps.console.models import Case, CaseAction, CaseNote
+from apps.console.models import CaseAction, CaseNote
 from apps.console.services import MAX_COMMENT_CHARS, MAX_NOTE_CHARS
 
 USERNAME_MAX = 150
@@ -85,7 +85,10 @@ class CaseNoteSerializer(serializers.Serializer[Any]):
     created_at = serializers.DateTimeField()
 
 
-class CaseSerializer(serializers.Serializer[Any]):
+class CaseSummarySerializer(serializers.Serializer[Any]):
+    """A case as the triage queue lists it."""
+
+
     id = serializers.UUIDField()
     reference = serializers.CharField()
     title = serializers.CharField()
@@ -104,6 +107,11 @@ class CaseSerializer(serializers.Serializer[Any]):
     created_at = serializers.DateTimeField()
     status_changed_at = serializers.DateTimeField()
     closed_at = serializers.DateTimeField(allow_null=True)
+
+
+class CaseSerializer(CaseSummarySerializer):
+    """A case with the signed transactions it caused."""
+
     actions = CaseActionSerializer(many=True)
 
 
@@ -126,16 +134,22 @@ def note_data(note: CaseNote) -> dict[str, Any]:
             "created_at": iso_datetime(note.created_at)}
 
 
-def case_data(case: Case, actions: list[tuple[CaseAction, str, int | None]]) -> dict[str, Any]:
+def case_item(row: dict[str, Any]) -> dict[str, Any]:
+    """A case from its plain row (``triage.CASE_FIELDS``)."""
+    kind = row["offender_kind"]
     return {
-        "id": str(case.id), "reference": case.reference, "title": case.title,
-        "source": case.source, "status": case.status, "closure_reason": case.closure_reason,
-        "severity": case.severity, "tlp": case.tlp, "offender": case.offender,
-        "assignee": case.assignee.get_username() if case.assignee else None,
-        "merged_into": case.merged_into.reference if case.merged_into else None,
-        "height": case.height, "first_seen_at": iso_datetime(case.first_seen_at),
-        "created_at": iso_datetime(case.created_at),
-        "status_changed_at": iso_datetime(case.status_changed_at),
-        "closed_at": iso_datetime(case.closed_at),
-        "actions": [action_data(*entry) for entry in actions],
+        "id": str(row["id"]), "reference": row["reference"], "title": row["title"],
+        "source": row["source"], "status": row["status"],
+        "closure_reason": row["closure_reason"], "severity": row["severity"],
+        "tlp": row["tlp"], "offender": f"{kind}:{row['offender_value']}" if kind else "",
+        "assignee": row["assignee__username"], "merged_into": row["merged_into__reference"],
+        "height": row["height"], "first_seen_at": iso_datetime(row["first_seen_at"]),
+        "created_at": iso_datetime(row["created_at"]),
+        "status_changed_at": iso_datetime(row["status_changed_at"]),
+        "closed_at": iso_datetime(row["closed_at"]),
     }
+
+
+def case_data(row: dict[str, Any],
+              actions: list[tuple[CaseAction, str, int | None]]) -> dict[str, Any]:
+    return {**case_item(row), "actions": [action_data(*entry) for entry in actions]}

@@ -9,9 +9,12 @@ operator. POSTs honour ``Idempotency-Key``.
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound, ValidationError
@@ -24,21 +27,26 @@ from apps.api.case_serializers import (
     AssignRequestSerializer,
     CaseChangeSerializer,
     CaseSerializer,
+    CaseSummarySerializer,
     ConfirmRequestSerializer,
     DismissRequestSerializer,
     NoteRequestSerializer,
     ReopenRequestSerializer,
     TriageRequestSerializer,
-    action_data,
     case_data,
+    case_item,
     note_data,
 )
 from apps.api.errors import problem_responses
+from apps.api.filtersets import CaseFilterSet
+from apps.api.ledger_views import FilteredListView
 from apps.api.permissions import requires_permissions
 from apps.api.triage import (
     CASE_IDENTIFIER,
     BadCaseIdentifier,
     case_actions,
+    case_row,
+    case_rows,
     find_case,
     run_case_action,
 )
@@ -61,9 +69,29 @@ def _case(case_id: str) -> Case:
     return case
 
 
-def _case_answer(case_id: str) -> dict[str, Any]:
-    case = _case(case_id)
-    return case_data(case, case_actions(case))
+def _case_answer(case_id: Any) -> dict[str, Any]:
+    row = case_row(case_id)
+    if row is None:  # deleted under us (cases are never deleted by the workflow)
+        raise NotFound("No case with this reference or id.")
+    return case_data(row, case_actions(case_id))
+
+
+@extend_schema_view(get=extend_schema(
+    tags=["triage"], operation_id="listCases",
+    summary="The triage queue, newest first", parameters=[CaseFilterSet],
+    responses={200: CaseSummarySerializer(many=True), **problem_responses(400, 401, 403, 429)}))
+class CaseListView(FilteredListView):
+    """Triage cases, newest first, filtered by status, assignee ("me", "none" or a
+    username), offender or severity. Keyset pages."""
+
+    permission_classes = [requires_permissions("console.view_case")]
+    serializer_class = CaseSummarySerializer
+    item = staticmethod(case_item)
+    filterset_class = CaseFilterSet
+    cursor_fields = (("created_at", datetime), ("id", uuid.UUID))
+
+    def get_queryset(self) -> QuerySet[Any]:
+        return case_rows()
 
 
 class CaseView(ApiView):
@@ -76,7 +104,7 @@ class CaseView(ApiView):
                    parameters=[CASE_PARAMETER],
                    responses={200: CaseSerializer, **problem_responses(400, 401, 403, 404, 429)})
     def get(self, request: Request, case_id: str) -> Response:
-        return Response(_case_answer(case_id))
+        return Response(_case_answer(_case(case_id).pk))
 
 
 class CaseStepView(ApiView):
@@ -98,11 +126,10 @@ class CaseStepView(ApiView):
             action=self.step, case=case, acting_user=request.user, request_id=request_id,
             perform=lambda: self.perform(case=case, data=body.validated_data,
                                          user=request.user, request_id=request_id))
-        live = case_actions(case)
-        caused = next((entry for entry in live if action is not None
-                       and entry[0].id == action.id), None)
-        return Response({"case": case_data(_case(str(case.id)), live),
-                         "action": action_data(*caused) if caused else None,
+        answer = _case_answer(case.pk)
+        caused = next((entry for entry in answer["actions"] if action is not None
+                       and entry["tx_id"] == action.tx_id), None)
+        return Response({"case": answer, "action": caused,
                          "note": note_data(note) if note is not None else None})
 
     def perform(self, *, case: Case, data: dict[str, Any], user: Any,

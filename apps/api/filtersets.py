@@ -14,6 +14,7 @@ from django.db.models import QuerySet
 from rest_framework import serializers
 
 from apps.api.queries import first_height_at_or_after
+from apps.console.choices import CaseStatus, Severity
 from apps.evidence.models import EvidenceStatus
 from apps.ledger.subjects import MAX_OFFENDER_LENGTH
 from cybermesh.protocol.txs.security_event import MAX_SEVERITY
@@ -100,3 +101,31 @@ class EvidenceFilterSet(FilterSet):
             queryset = queryset.filter(kind=data["kind"])
         return queryset
 
+
+
+class CaseFilterSet(FilterSet):
+    status = serializers.ChoiceField(choices=CaseStatus.choices, required=False)
+    assignee = serializers.RegexField(
+        r"^[\w.@+-]{1,150}$", required=False,
+        help_text='"me" (the caller), "none" (unassigned) or a username')
+    offender = serializers.RegexField(r"^[a-z]{1,16}:\S{1,300}$", required=False,
+                                      help_text="kind:value, e.g. ip:198.51.100.7")
+    severity = serializers.ChoiceField(choices=Severity.choices, required=False)
+
+    def apply(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        data = self.validated_data
+        if "status" in data:
+            queryset = queryset.filter(status=data["status"])
+        assignee = data.get("assignee")
+        if assignee == "me":
+            queryset = queryset.filter(assignee=self.context["request"].user.pk)
+        elif assignee == "none":
+            queryset = queryset.filter(assignee__isnull=True)
+        elif assignee is not None:
+            queryset = queryset.filter(assignee__username=assignee)
+        if "offender" in data:
+            kind, _, value = data["offender"].partition(":")
+            queryset = queryset.filter(offender_kind=kind, offender_value=value)
+        if "severity" in data:
+            queryset = queryset.filter(severity=data["severity"])
+        return queryset

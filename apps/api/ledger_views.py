@@ -59,7 +59,8 @@ class FilteredListView(ApiListView):
         # No filter asked for (the usual dashboard page): skip building the serializer.
         if not any(name in params for name in self.filterset_class._declared_fields):
             return queryset
-        filterset = self.filterset_class(data=self.request.query_params)
+        filterset = self.filterset_class(data=self.request.query_params,
+                                         context={"request": self.request})
         filterset.is_valid(raise_exception=True)
         return filterset.apply(queryset)
 

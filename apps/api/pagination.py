@@ -6,7 +6,8 @@ serve from an index on ``(k1, k2)``). Unlike ``OFFSET``, the cost of page 1000 i
 page 1, and rows committed while a client pages do not shift what it sees. The cursor is
 opaque to clients (base64url JSON of the key values); a tampered cursor is a 400.
 
-A view declares ``cursor_fields = (("height", int),)`` (names and types, most significant first).
+A view declares ``cursor_fields = (("height", int),)`` (names and types, most significant first;
+``int``, ``str``, ``bytes``, ``datetime`` or ``uuid.UUID``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import base64
 import binascii
 import json
 import re
+import uuid
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from django.db.models import F
@@ -35,7 +38,25 @@ CursorFields = tuple[tuple[str, type], ...]
 
 
 def _encode_value(value: Any, kind: type) -> Any:
-    return bytes(value).hex() if kind is bytes else value
+    if kind is bytes:
+        return bytes(value).hex()
+    if kind is datetime:
+        return value.isoformat()
+    if kind is uuid.UUID:
+        return str(value)
+    return value
+
+
+def _decode_text(value: Any, kind: type) -> Any:
+    """A datetime (with its offset) or a UUID from its text; ValueError otherwise."""
+    if kind is datetime:
+        moment = datetime.fromisoformat(value)
+        if moment.tzinfo is None:
+            raise ValueError("naive datetime")
+        return moment
+    if kind is uuid.UUID:
+        return uuid.UUID(value)
+    return bytes.fromhex(value)
 
 
 def _decode_value(value: Any, kind: type) -> Any:
@@ -43,9 +64,9 @@ def _decode_value(value: Any, kind: type) -> Any:
         return value
     if kind is str and isinstance(value, str) and len(value) <= 300:
         return value
-    if kind is bytes and isinstance(value, str) and len(value) <= 128:
+    if kind in (bytes, datetime, uuid.UUID) and isinstance(value, str) and len(value) <= 128:
         try:
-            return bytes.fromhex(value)
+            return _decode_text(value, kind)
         except ValueError:
             pass
     raise ValidationError({"cursor": ["Invalid cursor."]})

@@ -49,23 +49,45 @@ class BadCaseIdentifier(ValueError):
     """A case named by something that is neither its reference nor its UUID."""
 
 
-def _cases() -> QuerySet[Case]:
-    return Case.objects.select_related("assignee", "merged_into")
+# The columns a case is shown with (``case_serializers.case_item``).
+CASE_FIELDS = ("id", "reference", "title", "source", "status", "closure_reason", "severity",
+               "tlp", "offender_kind", "offender_value", "assignee__username",
+               "merged_into__reference", "height", "first_seen_at", "created_at",
+               "status_changed_at", "closed_at")
+
+
+def _lookup(identifier: str) -> dict[str, Any]:
+    if _REFERENCE.match(identifier):
+        return {"reference": identifier}
+    if _UUID.match(identifier):
+        return {"pk": uuid.UUID(identifier)}
+    raise BadCaseIdentifier("A case is named by its reference (CM-...) or its UUID.")
 
 
 def find_case(identifier: str) -> Case | None:
     """The case with this reference (``CM-...``, unique index) or UUID (primary key)."""
-    if _REFERENCE.match(identifier):
-        return _cases().filter(reference=identifier).first()
-    if _UUID.match(identifier):
-        return _cases().filter(pk=uuid.UUID(identifier)).first()
-    raise BadCaseIdentifier("A case is named by its reference (CM-...) or its UUID.")
+    return Case.objects.filter(**_lookup(identifier)).first()
 
 
-def case_actions(case: Case) -> list[tuple[CaseAction, str, int | None]]:
+def case_row(case_id: Any) -> dict[str, Any] | None:
+    """A case's shown columns, as a plain row."""
+    row: dict[str, Any] | None = (Case.objects.filter(pk=case_id).order_by()
+                                  .values(*CASE_FIELDS).first())
+    return row
+
+
+def case_rows() -> QuerySet[Any, dict[str, Any]]:
+    """Every case as plain rows, for the triage queue (filtered and keyset-paged by the view:
+    newest first, on ``(created_at, id)``, served by the status and creation-time indexes)."""
+    rows: QuerySet[Any, dict[str, Any]] = Case.objects.values(*CASE_FIELDS)
+    return rows
+
+
+def case_actions(case_id: Any) -> list[tuple[CaseAction, str, int | None]]:
     """The signed transactions the case caused, each with its live status and height."""
     return [(action, *live_status(action))
-            for action in CaseAction.objects.filter(case=case).order_by("requested_at", "id")]
+            for action in CaseAction.objects.filter(case_id=case_id).order_by("requested_at",
+                                                                              "id")]
 
 
 def run_case_action(*, action: str, case: Case, acting_user: Any, request_id: str,

@@ -19,6 +19,7 @@ urlpatterns = [
     path("submissions/", submit_views.SubmissionView.as_view(), name="submission-create"),
     path("submissions/<str:tx_id>/", submit_views.SubmissionStatusView.as_view(),
          name="submission-detail"),
+    path("cases/", case_views.CaseListView.as_view(), name="case-list"),
     path("cases/<str:case_id>/", case_views.CaseView.as_view(), name="case-detail"),
     path("cases/<str:case_id>/triage/", case_views.TriageView.as_view(), name="case-triage"),
     path("cases/<str:case_id>/confirm/", case_views.ConfirmView.as_view(), name="case-confirm"),

@@ -46,6 +46,7 @@ ENDPOINTS: list[tuple[str, str, set[Any], int]] = [
     # An empty body: the roles allowed to submit get as far as validating it.
     ("post", "/api/v1/submissions/", SUBMITTERS, 400),
     # Triage: the roles allowed get as far as looking the case up.
+    ("get", "/api/v1/cases/", TRIAGERS, 200),
     ("get", f"/api/v1/cases/{MISSING_CASE}/", TRIAGERS, 404),
     ("post", f"/api/v1/cases/{MISSING_CASE}/triage/", TRIAGERS, 404),
     ("post", f"/api/v1/cases/{MISSING_CASE}/confirm/", TRIAGERS, 404),

@@ -174,3 +174,60 @@ def test_a_refusal_echoing_a_nul_is_answered_again_not_stored(client_for: Client
         answer = post(analyst, "/api/v1/cases/%00/triage/", HTTP_IDEMPOTENCY_KEY="nul-1")
         assert answer.status_code == 400 and "case_id" in answer.json()["errors"]
         assert not answer.has_header("Idempotent-Replayed")
+
+
+def _cases(count: int) -> list[Case]:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    start = timezone.now() - timedelta(hours=1)
+    made = []
+    for index in range(count):
+        at = start + timedelta(minutes=index // 2)  # pairs share a creation time
+        made.append(Case.objects.create(
+            reference=f"CM-{index:012x}", title=f"case {index}", source="evidence",
+            severity="high" if index % 3 == 0 else "low", offender_kind="ip",
+            offender_value=f"192.0.2.{index % 4}", height=index, first_seen_at=at,
+            created_at=at, updated_at=at, status_changed_at=at))
+    return made
+
+
+def walk(client: Any, url: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    while url:
+        page = client.get(url).json()
+        items += page["results"]
+        url = page["next"]
+    return items
+
+
+def test_the_queue_pages_newest_first_and_filters_like_the_admin(
+        client_for: ClientFor, tokens: dict[str, str]) -> None:
+    from django.contrib.auth.models import User
+
+    made = _cases(9)
+    analyst = client_for("analyst")
+    expected = sorted(made, key=lambda case: (case.created_at, case.id), reverse=True)
+    listed = walk(analyst, "/api/v1/cases/?limit=2")
+    assert [item["reference"] for item in listed] == [case.reference for case in expected]
+    assert listed[0] == {key: value for key, value in analyst.get(
+        f"/api/v1/cases/{listed[0]['reference']}/").json().items() if key != "actions"}
+
+    post(analyst, f"/api/v1/cases/{made[0].reference}/triage/")  # assigned to the analyst
+    Case.objects.filter(pk=made[1].pk).update(
+        assignee=User.objects.get(username="operator-user"))
+    mine = walk(analyst, "/api/v1/cases/?assignee=me")
+    assert [item["reference"] for item in mine] == [made[0].reference]
+    assert mine[0]["status"] == "triaging"
+    assert [i["reference"] for i in walk(analyst, "/api/v1/cases/?assignee=operator-user")] \
+        == [made[1].reference]
+    assert len(walk(analyst, "/api/v1/cases/?assignee=none&limit=3")) == 7
+    assert [i["reference"] for i in walk(analyst, "/api/v1/cases/?status=triaging")] == [
+        made[0].reference]
+    assert {i["offender"] for i in walk(analyst, "/api/v1/cases/?offender=ip:192.0.2.1")} \
+        == {"ip:192.0.2.1"}
+    assert {i["severity"] for i in walk(analyst, "/api/v1/cases/?severity=high")} == {"high"}
+    for bad in ("status=open", "severity=urgent", "assignee=a%20b", "offender=nokind",
+                "cursor=AAAA"):
+        assert analyst.get(f"/api/v1/cases/?{bad}").status_code == 400, bad
