@@ -78,7 +78,9 @@ def case_row(case_id: Any) -> dict[str, Any] | None:
 
 def case_rows() -> QuerySet[Any, dict[str, Any]]:
     """Every case as plain rows, for the triage queue (filtered and keyset-paged by the view:
-    newest first, on ``(created_at, id)``, served by the status and creation-time indexes)."""
+    newest first, on ``(created_at, id)``). The console's ``(created_at)`` and ``(status,
+    created_at)`` indexes give the order; only cases sharing a creation time are sorted by id.
+    Cases are this node's SOC workspace, thousands of rows, not a ledger table."""
     rows: QuerySet[Any, dict[str, Any]] = Case.objects.values(*CASE_FIELDS)
     return rows
 
