@@ -155,3 +155,18 @@ def wait_for(predicate: Any, *, timeout_s: float, interval_s: float = 0.2,
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s}s waiting for {message}")
         time.sleep(interval_s)
+
+
+def run_until(worker: Any, done: Any, *, timeout_s: float = 60.0) -> Any:
+    """Step an :class:`~apps.ingest.worker.IngestWorker` (started if it is not) until
+    ``done(worker)``; close it and fail with its stats after ``timeout_s``."""
+    if worker._consumer is None:
+        worker.start()
+    deadline = time.monotonic() + timeout_s
+    while not done(worker):
+        if time.monotonic() > deadline:
+            worker.close()
+            raise AssertionError(f"timed out; stats {worker.stats.as_dict()}, "
+                                 f"lag {worker.lag.lags}")
+        worker.step()
+    return worker

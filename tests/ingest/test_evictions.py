@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY
 
 from apps.ingest.dlq import DeadLetter, read_dead_letters
 from apps.ingest.runner import build_worker
-from apps.ingest.worker import IngestWorker, TransientIngestError
+from apps.ingest.worker import TransientIngestError
 from apps.mempool.admission import reset_default_pipeline
 from apps.mempool.models import MempoolTransaction, PendingDeadLetter
 from apps.mempool.services import remove_committed
@@ -24,7 +24,7 @@ from cybermesh.kafka_config import dlq_topic
 from cybermesh.protocol.txs import Category, Entity, EntityKind, SecurityEvent, Transaction
 from cybermesh.sdk import partition_key
 from tests.ingest.conftest import Detector
-from tests.ingest.kafka_support import wait_for
+from tests.ingest.kafka_support import run_until, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -47,17 +47,6 @@ def publish(detector: Detector, bootstrap: str, severity: int, indexes: range
             ) -> list[Transaction]:
     with detector.sdk(bootstrap) as sdk:
         return [sdk.publish(severity_event(index, severity)) for index in indexes]
-
-
-def run_until(worker: IngestWorker, done: Any, *, timeout_s: float = 60.0) -> None:
-    if worker._consumer is None:
-        worker.start()
-    deadline = time.monotonic() + timeout_s
-    while not done(worker):
-        if time.monotonic() > deadline:
-            worker.close()
-            raise AssertionError(f"timed out; stats {worker.stats.as_dict()}")
-        worker.step()
 
 
 def evicted_letters(topics: dict[str, str]) -> list[DeadLetter]:

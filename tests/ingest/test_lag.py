@@ -11,9 +11,9 @@ from confluent_kafka import Producer
 from prometheus_client import REGISTRY
 
 from apps.ingest.runner import build_worker
-from apps.ingest.worker import IngestWorker
 from cybermesh.embedded_broker import EmbeddedBroker
 from tests.ingest.conftest import Detector
+from tests.ingest.kafka_support import run_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -26,24 +26,14 @@ def lag_gauge(topic: str) -> dict[int, float | None]:
             for partition in PER_PARTITION}
 
 
-def step_until(worker: IngestWorker, done: Any, *, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not done():
-        if time.monotonic() > deadline:
-            worker.close()
-            raise AssertionError(f"timed out; stats {worker.stats.as_dict()}, "
-                                 f"lags {worker.lag.lags}")
-        worker.step()
-
-
 def test_lag_counts_events_not_yet_committed_per_partition_and_drops_to_zero(
         node_settings: Any, kafka_broker: EmbeddedBroker, topics: dict[str, str],
         producers: dict[str, Detector]) -> None:
     node_settings.INGEST_LAG_INTERVAL_S = 0.2
     topic = topics["anomalies"]
     worker = build_worker(batch_size=100).start()
-    step_until(worker, lambda: len(worker.consumer.assignment()) == 9)
-    step_until(worker, lambda: lag_gauge(topic) == dict.fromkeys(PER_PARTITION, 0.0))
+    run_until(worker, lambda _: len(worker.consumer.assignment()) == 9)
+    run_until(worker, lambda _: lag_gauge(topic) == dict.fromkeys(PER_PARTITION, 0.0))
 
     # The consumer is paused (as when the mempool is full): nothing is fetched or committed.
     worker._pause(300)
@@ -58,12 +48,12 @@ def test_lag_counts_events_not_yet_committed_per_partition_and_drops_to_zero(
             # base offset + 1, exact only for single-record batches (see apps/ingest/lag.py).
             assert producer.flush(10) == 0
     expected = {partition: float(count) for partition, count in PER_PARTITION.items()}
-    step_until(worker, lambda: lag_gauge(topic) == expected, timeout_s=30)
+    run_until(worker, lambda _: lag_gauge(topic) == expected, timeout_s=30)
     assert worker.stats.messages == 0  # really paused: the lag is the whole backlog
 
     worker._resume()
     total = sum(PER_PARTITION.values())
-    step_until(worker, lambda: worker.stats.admitted == total
+    run_until(worker, lambda _: worker.stats.admitted == total
                and lag_gauge(topic) == dict.fromkeys(PER_PARTITION, 0.0))
     worker.close()
     # The partitions are no longer this consumer's: their lag is no longer reported by it.

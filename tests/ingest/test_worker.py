@@ -14,7 +14,6 @@ from django.db import connection
 
 from apps.ingest.dlq import read_dead_letters
 from apps.ingest.runner import build_worker
-from apps.ingest.worker import IngestWorker
 from apps.mempool.models import MempoolTransaction
 from apps.mempool.services import remove_committed
 from cybermesh.embedded_broker import EmbeddedBroker
@@ -22,7 +21,7 @@ from cybermesh.kafka_config import dlq_topic
 from cybermesh.protocol.txs import Category, Entity, EntityKind, SecurityEvent, Transaction
 from cybermesh.sdk import BadKind, EventProducer
 from tests.ingest.conftest import Detector
-from tests.ingest.kafka_support import read_topic
+from tests.ingest.kafka_support import read_topic, run_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -30,19 +29,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 def mempool_ids() -> set[bytes]:
     return {bytes(tx_id) for tx_id in MempoolTransaction.objects.values_list("tx_id",
                                                                              flat=True)}
-
-
-def run_until(worker: IngestWorker, done: Any, *, timeout_s: float = 60.0) -> IngestWorker:
-    """Step the worker until ``done(worker)``; fail (with its stats) after ``timeout_s``."""
-    if worker._consumer is None:
-        worker.start()
-    deadline = time.monotonic() + timeout_s
-    while not done(worker):
-        if time.monotonic() > deadline:
-            worker.close()
-            raise AssertionError(f"timed out; stats {worker.stats.as_dict()}")
-        worker.step()
-    return worker
 
 
 def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
