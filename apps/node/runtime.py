@@ -484,9 +484,9 @@ class NodeRuntime:
             self.log.warning("refused ledger sync response", peer=sender, error=str(error))
             out.penalize.append((sender, PenaltyReason.BAD_BLOCK))
             return out, False
-        ledger_sync.commit_chosen(self.app, chosen)
-        if not chosen:
+        if not self._worth_a_rebuild(chosen):
             return out, False
+        ledger_sync.commit_chosen(self.app, chosen)
         epoch_before = core.epoch.epoch
         if chosen[-1][0].next_validators is not None:
             persist_epoch_proof(response)  # so we can prove this epoch change to others
@@ -502,6 +502,18 @@ class NodeRuntime:
         # our tip): batches follow each other without waiting for another trigger.
         rebuilt.ledger_sync_from = (sender, self.app.committed.height + 1)
         return rebuilt, True
+
+    def _worth_a_rebuild(self, chosen: list[tuple[Block, Any]]) -> bool:
+        """Commit through the ledger only what consensus cannot: more than ``catchup_lag``
+        blocks, an epoch change, or anything while we take no part in consensus. A few blocks
+        our core is about to commit itself (a probe answered by a peer one commit ahead) are
+        left to it: rebuilding the core would throw away its certified, uncommitted chain."""
+        assert self.core is not None  # noqa: S101
+        if not chosen:
+            return False
+        behind = chosen[-1][0].height - self.core.committed.height
+        return (behind > self.config.catchup_lag or chosen[-1][0].next_validators is not None
+                or not self.core.member or self._foreign_key_epoch is not None)
 
     # ------------------------------------------------------------------ status
 
