@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any, TypeAlias
 
+from cybermesh.protocol.codec_native import NOT_PROVEN, decode_if_canonical
+
 __all__ = [
     "DEFAULT_LIMITS",
     "CborEncodable",
@@ -38,6 +40,7 @@ __all__ = [
     "CodecErrorReason",
     "DecodeLimits",
     "decode",
+    "decode_strict",
     "encode",
 ]
 
@@ -412,25 +415,46 @@ def _decode_item(  # noqa: PLR0911, PLR0912, PLR0915 -- one flat dispatch is the
     return mapping, start
 
 
-def decode(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> CborValue:
-    """Decode exactly one canonical CBOR item from ``data``; refuse anything else.
-
-    Arrays decode to lists and maps to dicts. Raises :class:`CodecError` (and only that) for
-    non-canonical, malformed, truncated or over-limit input, and for trailing bytes.
-    """
-    if type(data) is not bytes:
+def _checked_bytes(data: object, limits: DecodeLimits) -> bytes:
+    """``data`` as exact ``bytes`` within ``max_bytes`` (checked before any copy)."""
+    if not isinstance(data, bytes) or type(data) is not bytes:
         if isinstance(data, bytes | bytearray | memoryview):
             size = data.nbytes if isinstance(data, memoryview) else len(data)
             if size > limits.max_bytes:
                 raise CodecError(_R.TOO_LARGE, f"{size} bytes exceed max_bytes "
                                  f"{limits.max_bytes}")
-            data = bytes(data)
-        else:
-            raise CodecError(_R.UNSUPPORTED_TYPE,
-                             f"decode needs bytes, not {type(data).__name__}")
+            return bytes(data)
+        raise CodecError(_R.UNSUPPORTED_TYPE, f"decode needs bytes, not {type(data).__name__}")
+    if len(data) > limits.max_bytes:
+        raise CodecError(_R.TOO_LARGE, f"{len(data)} bytes exceed max_bytes {limits.max_bytes}")
+    return data
+
+
+def decode(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> CborValue:
+    """Decode exactly one canonical CBOR item from ``data``; refuse anything else.
+
+    Arrays decode to lists and maps to dicts. Raises :class:`CodecError` (and only that) for
+    non-canonical, malformed, truncated or over-limit input, and for trailing bytes.
+
+    Canonical input is decoded by cbor2's C decoder and then proven canonical
+    (:mod:`cybermesh.protocol.codec_native`); anything it cannot prove goes to
+    :func:`decode_strict`, so results and errors are exactly the strict decoder's.
+    """
+    data = _checked_bytes(data, limits)
+    value = decode_if_canonical(data, limits.max_depth, limits.max_items)
+    if value is not NOT_PROVEN:
+        return value  # type: ignore[no-any-return]
+    return _decode_strict_bytes(data, limits)
+
+
+def decode_strict(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> CborValue:
+    """:func:`decode` by the pure-Python strict decoder alone: the reference the fast path is
+    tested against, and the one that words every refusal."""
+    return _decode_strict_bytes(_checked_bytes(data, limits), limits)
+
+
+def _decode_strict_bytes(data: bytes, limits: DecodeLimits) -> CborValue:
     end = len(data)
-    if end > limits.max_bytes:
-        raise CodecError(_R.TOO_LARGE, f"{end} bytes exceed max_bytes {limits.max_bytes}")
     value, stop = _decode_item(data, 0, end, limits.max_depth, [limits.max_items])
     if stop != end:
         raise CodecError(_R.TRAILING_BYTES, f"{end - stop} bytes after the item", stop)
