@@ -42,6 +42,7 @@ __all__ = [
     "decode",
     "decode_strict",
     "encode",
+    "encoded_head",
 ]
 
 CborValue: TypeAlias = (
@@ -164,6 +165,12 @@ def _head(major_bits: int, argument: int) -> bytes:
     if argument < 0x100000000:
         return _pack_u32(major_bits | 26, argument)
     return _pack_u64(major_bits | 27, argument)
+
+
+def encoded_head(major_type: int, argument: int) -> bytes:
+    """The shortest head of major type ``major_type`` (0..7) with ``argument`` (0..2**64-1):
+    for callers that check a known canonical layout byte for byte."""
+    return _head(major_type << 5, argument)
 
 
 def _encode_int(value: int) -> bytes:

@@ -97,31 +97,55 @@ def _plain_array(items: list[object], depth_left: int, budget: list[int]) -> boo
         return False
     depth_left -= 1
     for item in items:
+        # Leaves inlined (most elements are text, bytes or integers): a call per element
+        # would cost more than the check.
         item_type = type(item)
-        # Inlined leaf check: most elements are text, bytes or small integers.
         if item_type is str or item_type is bytes:
             continue
+        if item_type is int:
+            if _NEGINT_MIN <= item <= _UINT64_MAX:  # type: ignore[operator]
+                continue
+            return False
         if not _plain_element(item, depth_left, budget):
             return False
     return True
 
 
-def _plain_map(mapping: dict[object, object], depth_left: int, budget: list[int]) -> bool:
+def _plain_map(  # noqa: PLR0911 -- one exit per refused rule, in one flat loop
+    mapping: dict[object, object], depth_left: int, budget: list[int]
+) -> bool:
     if depth_left == 0:
         return False
     budget[0] -= len(mapping)
     if budget[0] < 0:
         return False
     depth_left -= 1
+    # Text keys (major type 3) sort after every other key type, and among themselves by
+    # (UTF-8 length, code points): compared inline, as nearly every map here has text keys.
+    text_length = -1
+    text = ""
     previous: tuple[Any, ...] = (-1,)
     for key, item in mapping.items():
-        order = _key_order(key)
-        if order is None or order <= previous:
-            return False
-        previous = order
+        if type(key) is str:
+            length = len(key) if key.isascii() else len(key.encode())
+            if length < text_length or (length == text_length and key <= text):
+                return False
+            text_length = length
+            text = key
+        elif text_length >= 0:
+            return False  # a non-text key after a text key
+        else:
+            order = _key_order(key)
+            if order is None or order <= previous:
+                return False
+            previous = order
         item_type = type(item)
         if item_type is str or item_type is bytes:
             continue
+        if item_type is int:
+            if _NEGINT_MIN <= item <= _UINT64_MAX:  # type: ignore[operator]
+                continue
+            return False
         if not _plain_element(item, depth_left, budget):
             return False
     return True

@@ -26,7 +26,14 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Protocol, TypeAlias
 
-from cybermesh.protocol.codec import CborValue, CodecError, DecodeLimits, decode, encode
+from cybermesh.protocol.codec import (
+    CborValue,
+    CodecError,
+    DecodeLimits,
+    decode,
+    encode,
+    encoded_head,
+)
 from cybermesh.protocol.crypto.errors import CryptoError
 from cybermesh.protocol.crypto.hashing import sha256
 from cybermesh.protocol.crypto.signing import Domain, PublicKey, SigningKey
@@ -135,6 +142,11 @@ class Transaction:
             raise TxRejected(_R.UNSUPPORTED_VERSION, f"version {self.version!r} is not "
                              f"{TX_VERSION}", "version")
         expect_text(self.chain_id, "chain_id", MAX_CHAIN_ID_BYTES, _R.BAD_CHAIN_ID, _CHAIN_ID)
+        self._check_producer_fields()
+        expect_bytes(self.signature, "signature", 64, _R.BAD_SIGNATURE)
+
+    def _check_producer_fields(self) -> None:
+        """Every field but version, chain and signature, which the decoder checks first."""
         expect_text(self.producer_id, "producer_id", MAX_PRODUCER_BYTES, _R.BAD_PRODUCER,
                     TOKEN_PATTERN)
         expect_int(self.nonce, "nonce", 0, MAX_NONCE, _R.BAD_NONCE)
@@ -148,7 +160,6 @@ class Transaction:
             raise TxRejected(_R.UNKNOWN_KIND, "payload is not a transaction kind", "payload")
         checks: _PayloadChecks = self.payload
         checks.check_envelope(self.producer_id, self.created_at_ms)
-        expect_bytes(self.signature, "signature", 64, _R.BAD_SIGNATURE)
 
     def _seal(self, body: bytes, wire: bytes) -> None:
         """Set the signed body, the id and the wire bytes (``wire`` encodes ``[body, sig]``)."""
@@ -205,6 +216,39 @@ def _decode(data: bytes, limits: DecodeLimits) -> CborValue:
         raise TxRejected(_R.MALFORMED_ENCODING, str(error)) from None
 
 
+# The wire form is ``[body, signature]`` with a 64-byte signature, so its canonical bytes are
+# 0x82, the byte-string head of the body, the body, 0x58 0x40 and the signature.
+_SIGNATURE_HEAD = encoded_head(2, 64)
+_SIGNATURE_AT = -(len(_SIGNATURE_HEAD) + 64)
+
+
+def _split_wire(data: bytes) -> tuple[bytes, bytes] | None:
+    """``(body, signature)`` when ``data`` is exactly the canonical encoding of
+    ``[body, 64-byte signature]``, else None (then :func:`_decode_wire` decides and words the
+    refusal). Comparing the fixed layout byte for byte is the canonical check: only one byte
+    string encodes the pair, and the strict decoder would return the same two values."""
+    size = len(data)
+    if size < 68 or data[0] != 0x82 or data[_SIGNATURE_AT:-64] != _SIGNATURE_HEAD:
+        return None
+    # The body head's first byte says its size: 0x40..0x57 one byte, 0x58 two, 0x59 three.
+    head_size = 1 if data[1] < 0x58 else data[1] - 0x56
+    body_end = size + _SIGNATURE_AT
+    body_length = body_end - 1 - head_size
+    if body_length < 0 or data[1:1 + head_size] != encoded_head(2, body_length):
+        return None
+    return data[1 + head_size:body_end], data[-64:]
+
+
+def _decode_wire(data: bytes) -> tuple[bytes, bytes]:
+    """``(body, signature)`` of the wire bytes by the generic decoder, with precise refusals."""
+    outer = _decode(data, _OUTER_LIMITS)
+    if type(outer) is not list or len(outer) != 2:
+        raise TxRejected(_R.BAD_STRUCTURE, "expected [body, signature]", "transaction")
+    if type(outer[0]) is not bytes:
+        raise TxRejected(_R.WRONG_TYPE, "body must be a byte string", "body")
+    return outer[0], expect_bytes(outer[1], "signature", 64, _R.BAD_SIGNATURE)
+
+
 def decode_transaction(
     data: bytes, *, expected_chain_id: str | None = None, verify: bool = True
 ) -> Transaction:
@@ -219,13 +263,7 @@ def decode_transaction(
         raise TxRejected(_R.WRONG_TYPE, "transaction must be bytes")
     if len(data) > MAX_TX_BYTES:
         raise TxRejected(_R.TOO_LARGE, f"{len(data)} bytes exceed {MAX_TX_BYTES}")
-    outer = _decode(data, _OUTER_LIMITS)
-    if type(outer) is not list or len(outer) != 2:
-        raise TxRejected(_R.BAD_STRUCTURE, "expected [body, signature]", "transaction")
-    if type(outer[0]) is not bytes:
-        raise TxRejected(_R.WRONG_TYPE, "body must be a byte string", "body")
-    body_bytes: bytes = outer[0]
-    signature = expect_bytes(outer[1], "signature", 64, _R.BAD_SIGNATURE)
+    body_bytes, signature = _split_wire(data) or _decode_wire(data)
     body = _decode(body_bytes, _BODY_LIMITS)
     if type(body) is not list or len(body) != _BODY_FIELDS:
         raise TxRejected(_R.BAD_STRUCTURE, f"body must be an array of {_BODY_FIELDS} fields",
@@ -281,7 +319,8 @@ def _received_transaction(
                         ("public_key", public_key), ("payload", payload),
                         ("signature", signature), ("version", version)):
         object.__setattr__(transaction, name, value)
-    transaction._check_fields()
+    # decode_transaction has checked the version, the chain id and the signature's form.
+    transaction._check_producer_fields()
     if payload.KIND is kind and _same_encoding(payload.to_cbor(), payload_value) is True:
         transaction._seal(body_bytes, data)
         return transaction

@@ -140,6 +140,11 @@ def expect_enum(value: object, enum_type: type[E], field: str, reason: TxRejectR
     """A member of a text-valued enum, given by its value."""
     if type(value) is not str:
         raise TxRejected(_R.WRONG_TYPE, f"expected text, got {type(value).__name__}", field)
+    # The enum's own value table first (a dict lookup, what ``enum_type(value)`` does before
+    # its slower generic path); anything not found there takes the full constructor.
+    member = enum_type._value2member_map_.get(value)
+    if member is not None:
+        return member  # type: ignore[return-value]
     try:
         return enum_type(value)
     except ValueError:
