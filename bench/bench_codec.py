@@ -7,6 +7,10 @@ Figures:
   figure so ``meets_target`` answers it).
 * encode of the same vote; ceiling: ``cbor2.dumps(canonical=True)`` (C, RFC 7049 order).
 * strict decode of a 100-transaction block body, in MB/s; ceiling: ``cbor2.loads``.
+* strict transaction decode (``decode_transaction`` without the signature check: canonical
+  CBOR of the wire and the body, every schema rule, the id) of security events as the SDK's
+  traffic generator signs them, in transactions/s; ceiling: ``cbor2.loads`` of the same wire
+  and then of its body (C, no canonical or schema check).
 
 Run: ``.venv/bin/python -m bench.bench_codec``.
 """
@@ -14,12 +18,16 @@ Run: ``.venv/bin/python -m bench.bench_codec``.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable
 
 import cbor2
 
 from bench.harness import REPEATS, Report, figure, ops_per_second
 from cybermesh.protocol.codec import CborValue, decode, encode
+from cybermesh.protocol.crypto.signing import SigningKey
+from cybermesh.protocol.txs import TxKind, decode_transaction
+from cybermesh.sdk import TrafficGenerator
 
 DECODE_TARGET_PER_SECOND = 50_000.0
 
@@ -52,6 +60,15 @@ def block_body(transactions: int = 100) -> dict[CborValue, CborValue]:
             for i in range(transactions)
         ],
     }
+
+
+def security_event_wires(count: int = 1000) -> list[bytes]:
+    """Signed security events as producers send them (the ingest bench's traffic)."""
+    traffic = TrafficGenerator(SigningKey.from_seed(b"\x01" * 32), producer_id="ai-0",
+                               chain_id="cybermesh-bench", seed=1)
+    now_ms = 1_760_000_000_000
+    return [traffic.valid(now_ms, TxKind.SECURITY_EVENT).transaction.wire
+            for _ in range(count)]
 
 
 def paired(ours: Callable[[], float], ceiling: Callable[[], float]) -> tuple[list[float],
@@ -109,6 +126,28 @@ def main() -> None:
                       ceiling_name="cbor2.loads block (C)", ceiling_median=figure(
                           "c", "MB/s", ceiling).median,
                       notes=f"{len(block_bytes)} bytes, 700 map pairs"))
+
+    wires = security_event_wires()
+
+    def strict_transactions() -> float:
+        start = time.perf_counter()
+        for wire in wires:
+            decode_transaction(wire, verify=False)
+        return len(wires) / (time.perf_counter() - start)
+
+    def cbor2_transactions() -> float:
+        start = time.perf_counter()
+        for wire in wires:
+            cbor2.loads(cbor2.loads(wire)[0])
+        return len(wires) / (time.perf_counter() - start)
+
+    ours, ceiling = paired(lambda: max(strict_transactions() for _ in range(5)),
+                           lambda: max(cbor2_transactions() for _ in range(5)))
+    report.add(figure("strict transaction decode (security event, no signature)", "tx/s",
+                      ours, ceiling_name="cbor2.loads of the wire, then of its body (C)",
+                      ceiling_median=figure("c", "tx/s", ceiling).median,
+                      notes=f"{len(wires)} distinct {len(wires[0])}-byte wires; canonical "
+                            "CBOR, schema, id; the ceiling checks nothing"))
     report.write()
 
 

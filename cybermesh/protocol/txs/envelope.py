@@ -87,6 +87,7 @@ _PAYLOAD_TYPES: dict[TxKind, type[Payload]] = {
     TxKind.GOVERNANCE: GovernanceChange,
     TxKind.AUDIT_ANCHOR: AuditAnchor,
 }
+_PAYLOAD_CLASSES = frozenset(_PAYLOAD_TYPES.values())
 _OUTER_LIMITS = DecodeLimits(max_bytes=MAX_TX_BYTES, max_depth=1, max_items=2)
 _BODY_LIMITS = DecodeLimits(max_bytes=MAX_TX_BYTES, max_depth=8, max_items=4096)
 _BODY_FIELDS = 8
@@ -156,7 +157,7 @@ class Transaction:
             public_key_of(self.public_key)
         except CryptoError as error:
             raise TxRejected(_R.BAD_PUBLIC_KEY, str(error.reason.value), "public_key") from None
-        if type(self.payload) not in _PAYLOAD_TYPES.values():
+        if type(self.payload) not in _PAYLOAD_CLASSES:
             raise TxRejected(_R.UNKNOWN_KIND, "payload is not a transaction kind", "payload")
         checks: _PayloadChecks = self.payload
         checks.check_envelope(self.producer_id, self.created_at_ms)
@@ -372,6 +373,11 @@ def _same_encoding(  # noqa: PLR0911, PLR0912 -- one exit per CBOR type
         if type(decoded) is not list or len(value) != len(decoded):
             return False
         for element, decoded_element in zip(value, decoded, strict=True):
+            element_type = type(element)
+            if element_type is str or element_type is int or element_type is bytes:
+                if type(decoded_element) is not element_type or decoded_element != element:
+                    return False
+                continue
             same = _same_encoding(element, decoded_element)
             if same is not True:
                 return same

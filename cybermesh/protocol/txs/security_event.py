@@ -66,6 +66,11 @@ class Category(enum.StrEnum):
 
 def check_payload_ref(value: object, field: str = "payload_ref") -> str:
     """A SHA-256 hex digest or a bounded ``scheme://`` URI; raise ``BAD_PAYLOAD_REF``."""
+    # Either pattern admits only printable ASCII (one byte a character, nothing forbidden by
+    # expect_text), so a match within the size cap is valid; the rest is checked in full.
+    if (type(value) is str and len(value) <= MAX_PAYLOAD_REF_BYTES
+            and (_SHA256_HEX.fullmatch(value) is not None or _URI.fullmatch(value) is not None)):
+        return value
     text = expect_text(value, field, MAX_PAYLOAD_REF_BYTES, _R.BAD_PAYLOAD_REF)
     if _SHA256_HEX.fullmatch(text) is None and _URI.fullmatch(text) is None:
         raise TxRejected(_R.BAD_PAYLOAD_REF,
