@@ -269,7 +269,7 @@ def decode_transaction(
     if type(body) is not list or len(body) != _BODY_FIELDS:
         raise TxRejected(_R.BAD_STRUCTURE, f"body must be an array of {_BODY_FIELDS} fields",
                          "body")
-    version, kind_value, chain_id, producer_id, nonce, created_at_ms, public_key, payload = body
+    version, kind_value, chain_id, _, _, _, _, payload = body  # the rest: _received_transaction
     if type(version) is not int or version != TX_VERSION:
         raise TxRejected(_R.UNSUPPORTED_VERSION, f"version {version!r} is not {TX_VERSION}",
                          "version")
@@ -280,27 +280,16 @@ def decode_transaction(
     expect_text(chain_id, "chain_id", MAX_CHAIN_ID_BYTES, _R.BAD_CHAIN_ID, _CHAIN_ID)
     if expected_chain_id is not None and chain_id != expected_chain_id:
         raise TxRejected(_R.WRONG_CHAIN, f"for chain {chain_id!r}", "chain_id")
-    payload_object = _PAYLOAD_TYPES[kind].from_cbor(payload)
-    transaction = _received_transaction(
-        chain_id=chain_id,  # type: ignore[arg-type]  # every field checked in _check_fields
-        producer_id=producer_id,  # type: ignore[arg-type]
-        nonce=nonce,  # type: ignore[arg-type]
-        created_at_ms=created_at_ms,  # type: ignore[arg-type]
-        public_key=public_key,  # type: ignore[arg-type]
-        payload=payload_object,
-        signature=signature,
-        version=version,
-        received=(data, body_bytes, payload, kind),
-    )
+    transaction = _received_transaction(body, _PAYLOAD_TYPES[kind].from_cbor(payload),
+                                        signature, (data, body_bytes, kind))
     if verify:
         transaction.verify_signature()
     return transaction
 
 
 def _received_transaction(
-    *, chain_id: str, producer_id: str, nonce: int, created_at_ms: int, public_key: bytes,
-    payload: Payload, signature: bytes, version: int,
-    received: tuple[bytes, bytes, CborValue, TxKind],
+    body: list[CborValue], payload: Payload, signature: bytes,
+    received: tuple[bytes, bytes, TxKind],
 ) -> Transaction:
     """The transaction of strictly decoded wire bytes, checked like the constructor checks.
 
@@ -313,21 +302,32 @@ def _received_transaction(
     a structural comparison (:func:`_same_encoding`) instead of a re-encoding; wherever it
     cannot decide, the transaction is built and compared the original way.
     """
-    data, body_bytes, payload_value, kind = received
+    data, body_bytes, kind = received
+    version, _, chain_id, producer_id, nonce, created_at_ms, public_key, payload_value = body
     transaction: Transaction = object.__new__(Transaction)
-    for name, value in (("chain_id", chain_id), ("producer_id", producer_id),
-                        ("nonce", nonce), ("created_at_ms", created_at_ms),
-                        ("public_key", public_key), ("payload", payload),
-                        ("signature", signature), ("version", version)):
-        object.__setattr__(transaction, name, value)
+    # Field by field, unchecked until _check_producer_fields below (frozen: object.__setattr__).
+    set_field = object.__setattr__
+    set_field(transaction, "version", version)
+    set_field(transaction, "chain_id", chain_id)
+    set_field(transaction, "producer_id", producer_id)
+    set_field(transaction, "nonce", nonce)
+    set_field(transaction, "created_at_ms", created_at_ms)
+    set_field(transaction, "public_key", public_key)
+    set_field(transaction, "payload", payload)
+    set_field(transaction, "signature", signature)
     # decode_transaction has checked the version, the chain id and the signature's form.
     transaction._check_producer_fields()
     if payload.KIND is kind and _same_encoding(payload.to_cbor(), payload_value) is True:
         transaction._seal(body_bytes, data)
         return transaction
-    transaction = Transaction(chain_id=chain_id, producer_id=producer_id, nonce=nonce,
-                              created_at_ms=created_at_ms, public_key=public_key,
-                              payload=payload, signature=signature, version=version)
+    transaction = Transaction(
+        chain_id=chain_id,  # type: ignore[arg-type]  # every field checked in _check_fields
+        producer_id=producer_id,  # type: ignore[arg-type]
+        nonce=nonce,  # type: ignore[arg-type]
+        created_at_ms=created_at_ms,  # type: ignore[arg-type]
+        public_key=public_key,  # type: ignore[arg-type]
+        payload=payload, signature=signature,
+        version=version)  # type: ignore[arg-type]
     if transaction.body != body_bytes:
         raise TxRejected(_R.MALFORMED_ENCODING, "body does not re-encode identically")
     return transaction
