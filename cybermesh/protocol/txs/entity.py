@@ -42,7 +42,9 @@ _HOST_LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?")
 # a non-canonical text is never found here and is refused as before. Bounded: cleared when
 # full (a dict read or write is atomic under the GIL, so threads at worst parse again).
 _CANONICAL_CAPACITY = 16_384
-_canonical: dict[tuple[EntityKind, str], Entity] = {}
+# Keyed by the wire's own (kind text, value text): plain str keys hash in C, where an enum
+# member's hash is a Python call.
+_canonical: dict[tuple[str, str], Entity] = {}
 _NO_SPACE = re.compile(r"[^\s\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]+")
 
 
@@ -135,18 +137,21 @@ class Entity:
     def from_cbor(cls, value: object, field: str = "entity") -> Entity:
         """Parse ``[kind, value]``; the value must already be in canonical form."""
         items = expect_list(value, field, 2, 2)
-        kind = expect_enum(items[0], EntityKind, field, _R.BAD_ENTITY)
-        text = expect_text(items[1], field, MAX_OTHER_BYTES, _R.BAD_ENTITY)
-        known = _canonical.get((kind, text))
-        if known is not None:
-            return known
+        kind_text, text = items
+        # A hit is a pair of exact str that already passed every check below.
+        if type(kind_text) is str and type(text) is str:
+            known = _canonical.get((kind_text, text))
+            if known is not None:
+                return known
+        kind = expect_enum(kind_text, EntityKind, field, _R.BAD_ENTITY)
+        text = expect_text(text, field, MAX_OTHER_BYTES, _R.BAD_ENTITY)
         entity = cls.of(kind, text, field)
         if entity.kind is not kind or entity.value != text:
             raise _bad(f"not in canonical form (expected {entity.kind.value} "
                        f"{entity.value[:80]!r})", field)
         if len(_canonical) >= _CANONICAL_CAPACITY:
             _canonical.clear()
-        _canonical[(kind, text)] = entity
+        _canonical[(kind.value, text)] = entity
         return entity
 
     def to_cbor(self) -> list[CborValue]:
