@@ -73,7 +73,7 @@ def test_analyst_confirms_evidence_and_the_offender_is_quarantined_through_conse
     page.click("text=Offender page")
     page.wait_for_selector("#quarantine-status")
     assert page.locator("#quarantine-status").text_content() == "quarantined"
-    page.wait_for_function("document.body.dataset.chartsReady === '1'")
+    page.wait_for_function("document.body?.dataset.chartsReady === '1'")
     points = page.evaluate("window.cmReputationChart.data.datasets[0].data.length")
     assert points > 2
     assert "manual" in page.locator("#quarantine-history").inner_text()
@@ -99,7 +99,9 @@ def test_dashboard_charts_render_and_the_live_feed_shows_new_blocks(
 
     log_in(page, asgi_server, analyst)
     page.click("#console-nav >> text=Dashboard")
-    page.wait_for_function("Number(document.body.dataset.chartsReady) === 6")
+    page.wait_for_url("**/dashboard/")
+    # Null-safe: the predicate may run while the new document has no body yet.
+    page.wait_for_function("Number(document.body?.dataset.chartsReady) === 6")
     totals = page.evaluate("""() => Object.fromEntries(Object.entries(window.cmCharts).map(
         ([id, chart]) => [id, chart.data.datasets.reduce(
             (sum, set) => sum + set.data.reduce((a, b) => a + (Number(b) || 0), 0), 0)]))""")
