@@ -136,11 +136,13 @@ class ReputationLeaderElection:
     """The production :class:`LeaderSchedule` (see the module docstring for the rule)."""
 
     def __init__(self, validator_set: ValidatorSet, *, window: int = 10,
-                 lag: int | None = None, max_cycle: int = 100_000) -> None:
+                 lag: int | None = None, probation: int | None = None,
+                 max_cycle: int = 100_000) -> None:
         self._set = validator_set
         self._cycle = weighted_round_robin(validator_set)[:max_cycle]
         self._window = window
         self._lag = 2 * window if lag is None else lag
+        self._probation = 32 * window if probation is None else probation
         self._evidence = {validator_id: _Evidence() for validator_id in validator_set.ids}
         self._any_failure = False
         self._quarantined: frozenset[str] = frozenset()
@@ -148,6 +150,11 @@ class ReputationLeaderElection:
 
     def base_leader(self, view: int) -> str:
         return self._cycle[view % len(self._cycle)]
+
+    @property
+    def probation(self) -> int:
+        """Views per probation period (see :meth:`_on_probation`)."""
+        return self._probation
 
     def set_quarantined(self, validator_ids: frozenset[str]) -> None:
         """Validators the application quarantined, from committed state."""
@@ -258,13 +265,36 @@ class ReputationLeaderElection:
 
     def _choose(self, view: int) -> str:
         skipped = self.skipped(view)
-        if not skipped:
-            return self.base_leader(view)
+        base = self.base_leader(view)
+        if base not in skipped or self._on_probation(view, base):
+            return base
         for offset in range(len(self._cycle)):
             candidate = self.base_leader(view + offset)
             if candidate not in skipped:
                 return candidate
         return self.base_leader(view)
+
+
+    def _on_probation(self, view: int, validator_id: str) -> bool:
+        """Whether a silent validator gets its slot back at ``view``: its first base slot in
+        each period of ``probation`` views (not for quarantined ones).
+
+        Signs of life come from QCs, which carry only the first quorum of votes: a validator
+        that is running but whose votes keep arriving after the quorum (one that just restarted
+        on a slow disk, say) would otherwise stay silent, and skipped, for good, and so would
+        transactions that only reach its mempool. One slot per period lets it prove itself by
+        proposing; a crashed validator costs that one slot (and the view whose votes go to it)
+        per period. A function of the view and committed evidence only, like the gate.
+        """
+        if validator_id in self._quarantined:
+            return False
+        evidence = self._evidence[validator_id]
+        limit = view - self._lag
+        if evidence.last_failure(limit) <= evidence.last_life(limit):
+            return False  # skipped for a recent failure: back after the window anyway
+        period_start = view - view % self._probation
+        return all(self.base_leader(earlier) != validator_id
+                   for earlier in range(period_start, view))
 
 
 class FixedLeaderSchedule:
