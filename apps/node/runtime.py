@@ -119,6 +119,7 @@ LEDGER_SYNC_TIMEOUT_S = 3.0
 # Behind by more than this many blocks: catch up through the ledger, not through consensus.
 CATCHUP_LAG = 16
 QUEUE_CAPACITY = 20_000
+EPOCH_HINT_INTERVAL_S = 2.0
 
 _TOPIC_OF: dict[type, Topic] = {
     Proposal: Topic.PROPOSAL, Vote: Topic.VOTE, Timeout: Topic.VIEWCHANGE,
@@ -179,6 +180,8 @@ class NodeRuntime:
         self._seen_qc_height = 0
         self._guard_views: int | None = None  # set while the double-sign guard holds
         self._stall_probe = StallProbe()
+        self._messages_seen = 0  # consensus messages received from peers (stall probe)
+        self._epoch_hints: dict[str, float] = {}  # peer -> when we last told it our epoch
         self._foreign_key_epoch: int | None = None  # set while our id holds another key
         self._recorded_qc: tuple[int, int] = (0, 0)  # (epoch, view) of the stored recovery QC
         self._vote_journal = (open(config.vote_journal, "a")  # noqa: SIM115 -- lives with us
@@ -271,8 +274,10 @@ class NodeRuntime:
         # A message of a later epoch is no fault of its sender: we are behind an epoch change
         # (a restart, a partition, a validator that governance just added). Catch up through
         # the ledger from whoever showed us, instead of counting it against them.
-        ahead = isinstance(event, MessageReceived) and event.sender != self.node_id and \
-            getattr(event.message, "epoch", core.epoch.epoch) > core.epoch.epoch
+        epoch_of_message = getattr(getattr(event, "message", None), "epoch", core.epoch.epoch)
+        from_peer = isinstance(event, MessageReceived) and event.sender != self.node_id
+        ahead = from_peer and epoch_of_message > core.epoch.epoch
+        behind = from_peer and epoch_of_message < core.epoch.epoch
         if self._vote_journal is not None and isinstance(event, MessageReceived) \
                 and isinstance(event.message, Vote):
             self._journal_vote(event.message)
@@ -290,8 +295,12 @@ class NodeRuntime:
                 self.log.info("proposed", view=message.block.view, height=message.block.height,
                               payload_bytes=len(message.block.payload))
         if isinstance(event, MessageReceived):
+            if event.sender != self.node_id:
+                self._messages_seen += 1
             if ahead:
                 out.ledger_sync_from = (event.sender, core.committed.height + 1)
+            elif behind:
+                self._hint_epoch(event.sender, out)
             elif core.stats.dropped > dropped_before:
                 out.penalize.append((event.sender, PenaltyReason.INVALID_MESSAGE))
             self._note_progress(event, out)
@@ -308,6 +317,21 @@ class NodeRuntime:
                           timeout_ms=core.pacemaker.timeout_ms)
         self._release_guard()
         return out
+
+    def _hint_epoch(self, peer: str, out: Outbound) -> None:
+        """A peer still in an epoch we left: tell it, so it catches up through the ledger (a
+        message of a later epoch is its trigger, see ``step``). It may be stuck at the
+        boundary for good otherwise — e.g. the validators that could have certified the
+        reconfiguration block's child left the set or are down — and it is no fault of its
+        own, so it is not penalised. At most once per peer every few seconds."""
+        assert self.core is not None  # noqa: S101
+        now = time.monotonic()
+        if now - self._epoch_hints.get(peer, -EPOCH_HINT_INTERVAL_S) < EPOCH_HINT_INTERVAL_S:
+            return
+        self._epoch_hints[peer] = now
+        committed = self.core.committed
+        out.sends.append((peer, SyncRequest(self.core.epoch.epoch, committed.height,
+                                            committed.block_id)))
 
     def _journal_vote(self, vote: Vote) -> None:
         assert self.core is not None and self._vote_journal is not None  # noqa: S101
@@ -484,9 +508,9 @@ class NodeRuntime:
             self.log.warning("refused ledger sync response", peer=sender, error=str(error))
             out.penalize.append((sender, PenaltyReason.BAD_BLOCK))
             return out, False
-        if not self._worth_a_rebuild(chosen):
-            return out, False
         ledger_sync.commit_chosen(self.app, chosen)
+        if not chosen:
+            return out, False
         epoch_before = core.epoch.epoch
         if chosen[-1][0].next_validators is not None:
             persist_epoch_proof(response)  # so we can prove this epoch change to others
@@ -498,22 +522,13 @@ class NodeRuntime:
             rebuilt.new_validators = self.core.epoch.validator_set
             self.log.info("entered epoch through the ledger", epoch=self.core.epoch.epoch,
                           member=self.core.member)
-        # Keep asking the peer that had blocks for us until it has nothing new (its answer at
-        # our tip): batches follow each other without waiting for another trigger.
-        rebuilt.ledger_sync_from = (sender, self.app.committed.height + 1)
+        # Keep asking while still far behind, or while full batches come (a node that hears
+        # no consensus at all — only a stall probe brought it here — learns how far it is
+        # behind from the batches alone).
+        if self._seen_qc_height > self.app.committed.height + self.config.catchup_lag \
+                or len(chosen) >= ledger_sync.MAX_BATCH - 1:
+            rebuilt.ledger_sync_from = (sender, self.app.committed.height + 1)
         return rebuilt, True
-
-    def _worth_a_rebuild(self, chosen: list[tuple[Block, Any]]) -> bool:
-        """Commit through the ledger only what consensus cannot: more than ``catchup_lag``
-        blocks, an epoch change, or anything while we take no part in consensus. A few blocks
-        our core is about to commit itself (a probe answered by a peer one commit ahead) are
-        left to it: rebuilding the core would throw away its certified, uncommitted chain."""
-        assert self.core is not None  # noqa: S101
-        if not chosen:
-            return False
-        behind = chosen[-1][0].height - self.core.committed.height
-        return (behind > self.config.catchup_lag or chosen[-1][0].next_validators is not None
-                or not self.core.member or self._foreign_key_epoch is not None)
 
     # ------------------------------------------------------------------ status
 
@@ -658,7 +673,11 @@ class NodeRuntime:
         if self.network is None or self.core is None:
             return
         network, height = self.network, self.core.committed.height
-        peer = self._stall_probe.due(height=height, now=time.monotonic(), peers=[
+        # Progress is a commit or any consensus message: a cluster that is merely idle, or
+        # slow, is left to consensus (a ledger commit rebuilds the core and drops its
+        # certified, uncommitted chain); only a node that hears nothing probes.
+        peer = self._stall_probe.due(height=(height, self._messages_seen), now=time.monotonic(),
+                                     peers=[
             peer for peer in network.connected_peers() if not network.is_observer(peer)])
         if peer is not None:
             # Not marked outstanding: a probe must not hold back the core's own block fetches
