@@ -5,7 +5,6 @@
     python -m simulator.run --twins-views 2          # every n=4, f=1 Twins scenario over 2 views
     python -m simulator.run --twins 2 --twins-views 3 --static --until-violation
     python -m simulator.run --scripted               # the scripted timeout/epoch-rule attacks
-    python -m simulator.run --leader-gate --validators 4,7   # crashed leaders lose their slots
 
 A failing schedule prints its seed, profile and size, then a shrunk configuration that still
 fails; exit status is 1 if any schedule failed.
@@ -19,7 +18,6 @@ import time
 from dataclasses import replace
 
 from cybermesh.protocol.consensus.sim.byzantine import Fault
-from cybermesh.protocol.consensus.sim.leaders import crashed_leader_config, tally_leaders
 from cybermesh.protocol.consensus.sim.scenarios import SCENARIOS, run_scenario
 from cybermesh.protocol.consensus.sim.twins import scenario_count, twins_config, twins_scenarios
 from cybermesh.protocol.consensus.sim.world import SimConfig, SimResult, run_schedule
@@ -104,26 +102,6 @@ def run_twins(twins: int, views: int, *, static: bool, until_violation: bool) ->
     return runs, failures
 
 
-def run_leader_gate(sizes: list[int], seeds: range) -> tuple[int, int]:
-    """f validators crash for good at 2 s: once the gate's lag + window has passed, count the
-    views they still lead (must be 0), the timeouts and the commits the observer saw."""
-    runs = failures = 0
-    for size in sizes:
-        crashed = tuple(f"v{index:02d}" for index in range(1, size, 3))[: (size - 1) // 3]
-        for seed in seeds:
-            # Each crashed slot before the gate closes costs two timeouts of up to 2.4 s.
-            config = crashed_leader_config(size, crashed, duration_ms=20_000 * size)
-            tally = tally_leaders(config, seed)
-            start = tally.window_filled_view(size)
-            led = tally.views_led_by(set(crashed), from_view=start)
-            runs += 1
-            failures += (led > 0 or tally.last_view < start + 100 or tally.result is None
-                         or tally.result.violation is not None)
-            print(f"n={size} seed={seed} crashed={','.join(crashed)} "
-                  f"{tally.summary(set(crashed), start)}")
-    return runs, failures
-
-
 def run_seeds(profiles: list[str], sizes: list[int], seeds: range,
               replay: int | None) -> tuple[int, int]:
     runs = failures = 0
@@ -164,22 +142,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scripted", action="store_true",
                         help="run each scripted attack with every rule on (must pass) and with "
                              "its rule off (must be caught)")
-    parser.add_argument("--leader-gate", action="store_true",
-                        help="f validators crash for good: count the views they still lead "
-                             "after the reputation gate's window (must be 0)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    sizes = [int(v) for v in args.validators.split(",")]
-    seeds = range(args.first_seed, args.first_seed + args.seeds)
-    if args.leader_gate:
-        runs, failures = run_leader_gate(sizes, seeds)
-    elif args.scripted:
+    if args.scripted:
         runs, failures = run_scripted()
     elif args.twins_views:
         runs, failures = run_twins(args.twins, args.twins_views, static=args.static,
                                    until_violation=args.until_violation)
     else:
-        runs, failures = run_seeds(args.profile or sorted(PROFILES), sizes, seeds, args.replay)
+        runs, failures = run_seeds(args.profile or sorted(PROFILES),
+                                   [int(v) for v in args.validators.split(",")],
+                                   range(args.first_seed, args.first_seed + args.seeds),
+                                   args.replay)
     elapsed = time.perf_counter() - started
     print(f"{runs} schedules, {failures} failed, {elapsed:.1f}s, "
           f"{runs / elapsed:.1f} schedules/s")

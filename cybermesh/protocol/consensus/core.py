@@ -22,7 +22,7 @@ B1.view - 1 commits B0 and all its ancestors.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from cybermesh.protocol.consensus import sync
@@ -119,8 +119,7 @@ class ConsensusCore:
                  safety_data: SafetyData | None = None,
                  leader_factory: LeaderFactory | None = None,
                  payload_check: PayloadCheck | None = None,
-                 disabled_rules: frozenset[Rule] = frozenset(), now_ms: int = 0,
-                 recent_committed: Sequence[Block] = ()) -> None:
+                 disabled_rules: frozenset[Rule] = frozenset(), now_ms: int = 0) -> None:
         self.config = config
         self.validator_id = config.validator_id
         self.domains = Domains.for_chain(config.chain_id)
@@ -141,11 +140,6 @@ class ConsensusCore:
         self._actions: list[Action] = []
         self._local: deque[Message] = deque()
         self._install_epoch(epoch, committed, committed_qc)
-        # After a restart: the committed blocks before the tip (oldest first, ending with it)
-        # rebuild the leader schedule's reputation evidence, so this node agrees with the
-        # others on who leads instead of starting from the bare round robin.
-        self.leaders.replay([block for block in recent_committed
-                             if block.epoch == epoch.epoch and block.height > epoch.root_height])
 
     # ------------------------------------------------------------------ state per epoch
 

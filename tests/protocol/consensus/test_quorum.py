@@ -4,11 +4,13 @@ import pytest
 
 from cybermesh.protocol.consensus.errors import CertificateError, CertificateErrorReason
 from cybermesh.protocol.consensus.evidence import make_evidence, verify_evidence
+from cybermesh.protocol.consensus.leader import ReputationLeaderElection, weighted_round_robin
 from cybermesh.protocol.consensus.messages import EvidenceKind, SignedStatement, Vote
 from cybermesh.protocol.consensus.pacemaker import Pacemaker, PacemakerParameters
 from cybermesh.protocol.consensus.quorum import VoteAggregator
+from cybermesh.protocol.validator_set import Validator, ValidatorSet
 
-from .conftest import DOMAINS
+from .conftest import DOMAINS, IDS
 
 pytestmark = pytest.mark.unit
 
@@ -85,3 +87,21 @@ def test_pacemaker_is_aimd_within_bounds():
     for view in range(6, 60):
         pacemaker.enter(view, progress=True)
     assert pacemaker.timeout_ms == 500
+
+
+def test_weighted_round_robin_is_proportional_to_power():
+    validators = tuple(Validator(v, bytes([i]) * 32, p) for i, (v, p) in
+                       enumerate(zip(IDS, (1, 2, 3, 4), strict=True)))
+    cycle = weighted_round_robin(ValidatorSet(0, validators))
+    assert len(cycle) == 10 and [cycle.count(v) for v in IDS] == [1, 2, 3, 4]
+
+
+def test_reputation_gate_skips_a_leader_that_failed_recently(net):
+    election = ReputationLeaderElection(net.validator_set, window=5, lag=2)
+    failing = election.base_leader(7)
+    parent = net.block(6, net.genesis_qc)
+    election.record_committed(6, replace(parent, view=8))  # view 7 produced nothing
+    skipped_view = next(v for v in range(9, 40) if election.base_leader(v) == failing)
+    assert election.leader(skipped_view) != failing
+    late = next(v for v in range(40, 80) if election.base_leader(v) == failing)
+    assert election.leader(late) == failing

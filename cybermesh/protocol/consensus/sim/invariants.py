@@ -23,8 +23,6 @@ from cybermesh.protocol.consensus.quorum import CertificateVerifier, EpochState
 from cybermesh.protocol.consensus.signatures import Domains, Verifier
 from cybermesh.protocol.crypto.signing import Domain
 
-RECENT_BLOCKS = 128  # >= the leader gate's lag + window + two cycles of the schedule (n <= 31)
-
 
 class InvariantViolation(AssertionError):
     def __init__(self, kind: str, detail: str) -> None:
@@ -41,15 +39,6 @@ class NodeLedger:
     tip: Block
     tip_qc: QuorumCert | None = None
     commits: list[tuple[int, int]] = field(default_factory=list)  # (time, height)
-    # The last committed blocks, oldest first: a restarted core replays them into its leader
-    # schedule, as the runtime does from its ledger.
-    recent: list[Block] = field(default_factory=list)
-
-    def extend(self, action: CommitBlocks) -> None:
-        self.tip = action.blocks[-1].block
-        self.tip_qc = action.blocks[-1].qc
-        self.recent.extend(committed.block for committed in action.blocks)
-        del self.recent[:-RECENT_BLOCKS]
 
 
 class InvariantChecker:
@@ -117,7 +106,8 @@ class InvariantChecker:
             self._certs.verify_qc(proof_qc, epoch)
         except CertificateError as error:
             self.fail("bad-commit-proof", f"{who}: {error}")
-        ledger.extend(action)
+        ledger.tip = previous
+        ledger.tip_qc = action.blocks[-1].qc
         ledger.commits.append((now, previous.height))
 
     def on_epoch(self, epoch: EpochState) -> None:

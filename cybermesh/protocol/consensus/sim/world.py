@@ -64,7 +64,7 @@ from cybermesh.protocol.consensus.wire import decode_message, encode_message
 from cybermesh.protocol.validator_set import Validator, ValidatorSet
 
 CHAIN_ID = "cybermesh-sim"
-_DELIVER, _TIMER, _PAYLOAD, _CRASH, _RESTART, _LATER, _HALT = range(7)
+_DELIVER, _TIMER, _PAYLOAD, _CRASH, _RESTART, _LATER = range(6)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,13 +102,6 @@ class SimConfig:
     # Empty: drawn from the seed. Systematic Twins fix it, so the enumeration is exhaustive
     # up to relabelling validators (leaders and partitions range over every choice).
     faulty_ids: tuple[str, ...] = ()
-    # Validators that crash at ``halt_at_ms`` and never come back (a dead machine). They stay
-    # honest for the safety checks and are left out of the liveness check.
-    halted: tuple[str, ...] = ()
-    halt_at_ms: int = 0
-    # (validator id, time): that validator crashes at that time and restarts from what it
-    # made durable (after the heal: at once), whatever ``crashes`` draws.
-    restarts: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(slots=True)
@@ -128,7 +121,6 @@ class Instance:
     persisted: SafetyData | None = None
     crashed: bool = False
     crash_pending: bool = False
-    halted: bool = False
     seen_qcs: list[QuorumCert] = field(default_factory=list)
     timer_id: int = 0  # the latest ScheduleTimer of the current core
 
@@ -244,7 +236,7 @@ class Simulation:
             committed=ledger.tip, committed_qc=ledger.tip_qc, safety_data=safety,
             leader_factory=self._leader_factory(),
             disabled_rules=config.disabled_rules if honest else frozenset(),
-            now_ms=self.now, recent_committed=ledger.recent)
+            now_ms=self.now)
 
     def _add_instance(self, vid: str, fault: Fault | None, twin: bool, copy: int) -> None:
         index = len(self.instances)
@@ -280,12 +272,6 @@ class Simulation:
         for _ in range(config.crashes):
             index = rng.below(len(self.instances))
             self._push(rng.below(max(1, heal - 500)), _CRASH, index, None)
-        for validator_id, at_ms in config.restarts:
-            for index in self.by_id.get(validator_id, ()):
-                self._push(at_ms, _CRASH, index, None)
-        for validator_id in config.halted:
-            for index in self.by_id.get(validator_id, ()):
-                self._push(config.halt_at_ms, _HALT, index, None)
 
     def _connected(self, src: Instance, dst: Instance) -> bool:
         scenario = self.config.scenario
@@ -369,7 +355,8 @@ class Simulation:
             if inst.honest:
                 self.checker.on_commit(inst.validator_id, inst.ledger, action, self.now)
             else:
-                inst.ledger.extend(action)
+                inst.ledger.tip = action.blocks[-1].block
+                inst.ledger.tip_qc = action.blocks[-1].qc
             self.result.committed_height = max(self.result.committed_height,
                                                inst.ledger.tip.height)
         elif isinstance(action, ReportEvidence):
@@ -445,10 +432,7 @@ class Simulation:
 
     def _step(self, kind: int, index: int, payload: object) -> None:  # noqa: PLR0912
         inst = self.instances[index]
-        if kind == _HALT:
-            inst.crashed = inst.halted = True
-            return
-        if inst.halted or (inst.crashed and kind != _RESTART):
+        if inst.crashed and kind != _RESTART:
             return
         if kind == _DELIVER:
             sender: str = payload[0]  # type: ignore[index]
@@ -492,7 +476,7 @@ class Simulation:
         """Every honest instance committed ``liveness_commits`` blocks after the heal."""
         heal, needed = self.config.heal_at_ms, self.config.liveness_commits
         return all(sum(1 for t, _ in inst.ledger.commits if t >= heal) >= needed
-                   for inst in self.instances if inst.honest and not inst.halted)
+                   for inst in self.instances if inst.honest)
 
     def run(self) -> SimResult:
         self._plan_faults()
@@ -519,7 +503,7 @@ class Simulation:
             result.liveness_ok = self._live()
             if not result.liveness_ok:
                 lagging = [(inst.validator_id, len(inst.ledger.commits))
-                           for inst in self.instances if inst.honest and not inst.halted]
+                           for inst in self.instances if inst.honest]
                 result.liveness_detail = (f"not every honest node committed "
                                           f"{config.liveness_commits} blocks within "
                                           f"{config.liveness_bound_ms}ms of the heal: {lagging}")
