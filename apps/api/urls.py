@@ -31,7 +31,7 @@ urlpatterns = [
     path("policy/decision/", policy_views.PolicyDecisionView.as_view(), name="policy-decision"),
     path("state/proof/", state_views.StateProofView.as_view(), name="state-proof"),
     # An entity value may hold a "/" (a CIDR), so the value is everything up to the last part.
-    re_path(r"^entities/(?P<kind>[^/]+)/(?P<value>.+)/history/\Z",
+    re_path(r"^entities/(?P<kind>[^/]+)/(?P<value>.*)/history/\Z",
             state_views.EntityHistoryView.as_view(), name="entity-history"),
     re_path(r"^entities/(?P<kind>[^/]+)/(?P<value>.+)/\Z", state_views.EntityView.as_view(),
             name="entity-detail"),

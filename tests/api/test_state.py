@@ -111,6 +111,10 @@ def test_an_entity_value_is_normalised_and_a_bad_one_refused(client_for: ClientF
     assert client.get("/api/v1/entities/planet/earth/").status_code == 400
     cidr = client.get("/api/v1/entities/cidr/10.0.0.0%2F8/")
     assert cidr.status_code == 200 and cidr.json()["subject"]["value"] == "10.0.0.0/8"
+    # An empty value is refused by the history view, not read as the entity "/history"
+    # (found by the schema fuzzer).
+    empty = client.get("/api/v1/entities/validator//history/")
+    assert empty.status_code == 400, empty.json()
 
 
 def test_entity_history_lists_each_change_newest_first_in_pages(
