@@ -47,8 +47,8 @@ from bench.bench_cluster import (  # also sets Django up
 )
 from bench.harness import Report, figure
 
-LOADS = [int(rate) for rate in os.environ.get("BENCH_E2E_LOADS", "25,50,100,200").split(",")]
-PHASE_S = float(os.environ.get("BENCH_E2E_PHASE_S", "10"))
+LOADS = [int(rate) for rate in os.environ.get("BENCH_E2E_LOADS", "25,50,100").split(",")]
+PHASE_S = float(os.environ.get("BENCH_E2E_PHASE_S", "8"))
 DRAIN_S = 30.0
 BURST_FACTOR = 10
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
