@@ -35,6 +35,7 @@ from apps.ledger.rows import load_block
 from apps.validators.models import Validator as ValidatorRow
 from cybermesh.protocol.crypto.signing import SigningKey
 from cybermesh.protocol.genesis import Genesis
+from cybermesh.protocol.validator_set import Validator
 
 _OBSERVER_ENTRY = re.compile(r"(?P<id>[^:\s]{1,64}):(?P<key>[0-9a-fA-F]{64})")
 
@@ -138,3 +139,26 @@ def former_keys(node_id: str, genesis: Genesis) -> set[bytes]:
     except DatabaseError:
         pass  # no readable ledger: genesis is all this node knows
     return keys
+
+
+def departed_validators(epoch: int, current: Iterable[str], genesis: Genesis) -> dict[str, bytes]:
+    """``id -> key`` of the validators of epoch ``epoch - 1`` that epoch ``epoch`` does not
+    hold (its set's ids are ``current``): the peers accept them on block sync only, for one
+    epoch (apps/node/p2p/transport.py), so a removed validator can still fetch the proof of
+    the change it left by. Read from the ledger on start; the network keeps it up to date."""
+    if epoch < 1:
+        return {}
+    if epoch == 1:
+        previous: Iterable[Validator] = genesis.validator_set
+    else:
+        try:
+            row = BlockRow.objects.filter(epoch=epoch - 2, next_validators__isnull=False) \
+                .values_list("height", flat=True).first()
+            loaded = load_block(row) if row is not None else None
+        except DatabaseError:
+            return {}
+        if loaded is None or loaded[0].next_validators is None:
+            return {}
+        previous = loaded[0].next_validators
+    members = set(current)
+    return {v.validator_id: v.public_key for v in previous if v.validator_id not in members}

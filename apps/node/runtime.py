@@ -43,6 +43,7 @@ from apps.node.bootstrap import load_or_create_tip
 from apps.node.catchup import StallProbe
 from apps.node.epoch_proofs import persist_epoch_proof, recent_epoch_proofs
 from apps.node.evidence import submit_evidence
+from apps.node.membership import departed_validators
 from apps.node.models import NodeStatus
 from apps.node.p2p.errors import PenaltyReason
 from apps.node.p2p.framing import Topic
@@ -635,10 +636,13 @@ class NodeRuntime:
         start_out = await loop.run_in_executor(
             self._pool, lambda: self._perform(self._build_core()))
         assert self.core is not None  # noqa: S101
+        validator_set = self.core.epoch.validator_set
+        departed = await loop.run_in_executor(self._pool, lambda: departed_validators(
+            validator_set.epoch, validator_set.ids, self.config.genesis))
         self.network = PeerNetwork(
             self.config.network, NodeIdentity(self.node_id, self.config.signing_key),
-            self.core.epoch.validator_set, self._on_message, observers=self.config.observers,
-            on_quarantine=self._on_quarantine)
+            validator_set, self._on_message, observers=self.config.observers,
+            departed=departed, on_quarantine=self._on_quarantine)
         await self.network.start()
         self.log.info("node started", height=self.core.committed.height,
                       epoch=self.core.epoch.epoch)

@@ -22,6 +22,14 @@ through block sync and never take part in consensus. A validator accepts their i
 (they are never dialled: an observer dials the validators), answers their block-sync requests,
 and nothing else: :meth:`broadcast` never reaches them, :meth:`send` to them carries block sync
 only, and any other topic they send is dropped and penalised (``forbidden_topic``).
+
+Departed validators. A validator that an epoch change removed from the set is treated the same
+way for one epoch (``departed``, refreshed at every :meth:`update_validators`): it may have
+stopped one block short of the reconfiguration block (the certificate that commits it is formed
+by the new epoch's first leader and never sent to it), and it must stay able to fetch that
+proof, since it keeps serving the epoch change to nodes still syncing through it. Its consensus
+frames are dropped uncounted against it (it does not know yet that it left); its block-sync
+requests are answered. It is not dialled: it dials us.
 """
 
 from __future__ import annotations
@@ -78,6 +86,7 @@ class PeerNetwork:
     def __init__(self, config: NetworkConfig, identity: NodeIdentity,
                  validator_set: ValidatorSet, on_message: MessageHandler, *,
                  observers: Mapping[str, bytes] | None = None,
+                 departed: Mapping[str, bytes] | None = None,
                  on_quarantine: QuarantineHandler | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  rng: random.Random | None = None) -> None:
@@ -106,7 +115,9 @@ class PeerNetwork:
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
         self._running = False
-        self._observers = dict(observers or {})
+        self._configured_observers = dict(observers or {})
+        # Followers on block sync only: the configured observers and the departed validators.
+        self._observers = dict(self._configured_observers)
         self._own_certificate = self._certificate(validator_set)
         self._log = logger.bind(node_id=self._own_id)
         self._handshaker = Handshaker(
@@ -115,12 +126,14 @@ class PeerNetwork:
             max_pending=config.max_pending_handshakes,
             dial_source_host=config.dial_source_host, count_refused=self._count_refused,
             is_quarantined=self._scores.is_quarantined)
-        self._validator_set = self._adopt(validator_set)
-        for observer_id, public_key in self._observers.items():
+        self._departed: dict[str, bytes] = {}
+        self._adopt(validator_set, departed or {})
+        for observer_id, public_key in self._configured_observers.items():
             if observer_id in validator_set or observer_id == self._own_id:
                 raise P2PConfigError(f"observer {observer_id!r} is also a validator id or "
                                      "our own id")
             self._peers[observer_id] = PeerRecord(Validator(observer_id, public_key, 0))
+        self._install_departed()
         self._install_peers()
 
     # ----- configuration ------------------------------------------------------------------
@@ -132,16 +145,36 @@ class PeerNetwork:
             f"{self._config.listen_host}:{self._config.listen_port or 1}"
         return certificate_for(self._identity.signing_key, self._own_id, address)
 
-    def _adopt(self, validator_set: ValidatorSet) -> ValidatorSet:
-        """Trust exactly the set's keys and the observers' (raises before changing anything)."""
+    def _adopt(self, validator_set: ValidatorSet, departed: Mapping[str, bytes]) -> None:
+        """Trust exactly the set's keys, the observers' and the departed validators' (raises
+        before changing anything)."""
+        departed = {peer_id: key for peer_id, key in departed.items()
+                    if peer_id != self._own_id and peer_id not in validator_set
+                    and peer_id not in self._configured_observers}
+        observers = {**self._configured_observers, **departed}
         trusted = [validator.public_key for validator in validator_set]
-        trusted += self._observers.values()
+        trusted += observers.values()
         contexts = build_contexts(self._identity.signing_key, self._own_certificate, trusted)
-        self._handshaker.trust(validator_set, contexts, self._observers)
-        return validator_set
+        self._handshaker.trust(validator_set, contexts, observers)
+        self._validator_set, self._departed, self._observers = validator_set, departed, observers
 
     def is_observer(self, peer_id: str) -> bool:
+        """True for a block-sync-only follower: an observer or a departed validator."""
         return peer_id in self._observers
+
+    def _install_departed(self) -> None:
+        """Departed validators become block-sync-only followers: a link they hold stays up,
+        but we no longer dial them."""
+        for peer_id, key in self._departed.items():
+            follower = Validator(peer_id, key, 0)  # no address: never dialled
+            peer = self._peers.get(peer_id)
+            if peer is None:
+                self._peers[peer_id] = PeerRecord(follower)
+                continue
+            if peer.dialler is not None:
+                peer.dialler.cancel()
+                peer.dialler = None
+            peer.validator = follower
 
     def _install_peers(self) -> None:
         for validator in self._validator_set:
@@ -200,10 +233,16 @@ class PeerNetwork:
         """Epoch change: trust exactly the new set; drop peers that left, dial new ones.
 
         Links to peers still in the set with the same key stay up (their TLS handshake proved
-        that key). If our own id left the set we keep our certificate, so we can still serve
-        block sync to those who ask (they decide whether to trust us).
+        that key). Validators of the old set that are not in the new one become departed
+        followers for this epoch (module docstring); those of earlier epochs are dropped. If
+        our own id left the set we keep our certificate, so we can still serve block sync to
+        those who ask (they decide whether to trust us).
         """
-        self._validator_set = self._adopt(validator_set)
+        departed = {validator.validator_id: validator.public_key
+                    for validator in self._validator_set if validator.validator_id
+                    not in validator_set}
+        self._adopt(validator_set, departed)
+        self._install_departed()
         for peer_id, peer in list(self._peers.items()):
             if peer_id in self._observers:
                 continue
@@ -431,6 +470,11 @@ class PeerNetwork:
             self.stats.replies_exempted[topic] += 1
         if topic is Topic.CONTROL:
             self._on_control(link, payload)
+            return
+        if topic is not Topic.BLOCKSYNC and peer_id in self._departed:
+            # It has not learnt yet that it left: dropped, but no fault of its own (it gets the
+            # proof of the change through block sync, module docstring).
+            metrics.FRAMES_DROPPED.labels(self._own_id, self._names[topic], "departed").inc()
             return
         if topic is not Topic.BLOCKSYNC and peer_id in self._observers:
             # An observer never takes part in consensus: whatever it sends there is refused

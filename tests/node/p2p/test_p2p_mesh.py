@@ -106,11 +106,17 @@ def test_stop_is_graceful_and_flushes_queued_frames():
     run(scenario())
 
 
-def test_epoch_change_drops_the_peer_that_left_and_connects_the_one_that_joined():
+def test_epoch_change_connects_the_joiner_and_keeps_the_leaver_on_block_sync_for_one_epoch():
+    """The validator an epoch change removed may not have the proof of that change yet (it is
+    formed in the new epoch, without it), so it stays a block-sync-only follower for one epoch:
+    its consensus frames are dropped without a penalty (it does not know it left), the new
+    epoch's broadcasts do not reach it, its block-sync frames are delivered. The next epoch
+    change forgets it: its links close and its re-dials are refused by key."""
     async def scenario():
         cluster = Cluster([f"node-{i}" for i in range(5)])
         first = cluster.subset(["node-0", "node-1", "node-2", "node-3"])
         second = cluster.subset(["node-0", "node-1", "node-2", "node-4"], epoch=1)
+        third = cluster.subset(["node-0", "node-1", "node-2", "node-4"], epoch=2)
         staying = [cluster.node(v, validator_set=first) for v in ("node-0", "node-1", "node-2")]
         leaving = cluster.node("node-3", validator_set=first)
         joining = cluster.node("node-4", validator_set=second)
@@ -120,17 +126,36 @@ def test_epoch_change_drops_the_peer_that_left_and_connects_the_one_that_joined(
             await joining.network.start()
             for node in staying:
                 node.network.update_validators(second)
-            await eventually(mesh_ready([*staying, joining]), what="mesh of the new epoch")
+            await eventually(lambda: all("node-4" in node.network.connected_peers()
+                                         for node in staying)
+                             and len(joining.network.connected_peers()) == 3,
+                             what="links to the joiner")
             for node in staying:
-                assert node.network.stats.refused[RefusalReason.REMOVED] == 1
-                assert "node-3" not in [s.peer_id for s in node.network.peers()]
-            # node-3 still believes in the old set and keeps dialling; TLS now refuses its key.
-            await eventually(lambda: leaving.network.connected_peers() == [], timeout=5)
+                assert node.network.is_observer("node-3")
+                assert node.network.stats.refused[RefusalReason.REMOVED] == 0
+            assert "node-0" in leaving.network.connected_peers()
+            assert await leaving.network.send("node-0", Topic.VOTE, b"an epoch-0 vote")
+            assert await leaving.network.send("node-0", Topic.BLOCKSYNC, b"ledger request")
+            await eventually(lambda: staying[0].got("node-3", Topic.BLOCKSYNC)
+                             == [b"ledger request"], what="the leaver's block-sync request")
+            assert staying[0].got("node-3", Topic.VOTE) == []
+            assert sum(staying[0].network.stats.penalties.values()) == 0
+            assert await staying[0].network.broadcast(Topic.PROPOSAL, b"epoch 1") == 3
+            assert await staying[0].network.send("node-3", Topic.BLOCKSYNC, b"blocks")
+            await eventually(lambda: leaving.got("node-0", Topic.BLOCKSYNC) == [b"blocks"])
+            await eventually(lambda: staying[1].got("node-0", Topic.PROPOSAL) == [b"epoch 1"])
+            assert leaving.got("node-0", Topic.PROPOSAL) == []
+            assert await joining.network.send("node-0", Topic.VOTE, b"hello epoch 1")
+            await eventually(lambda: staying[0].got("node-4", Topic.VOTE) == [b"hello epoch 1"])
+
+            for node in [*staying, joining]:
+                node.network.update_validators(third)
+            await eventually(lambda: leaving.network.connected_peers() == [], timeout=5,
+                             what="the leaver's links closed an epoch later")
             await eventually(
                 lambda: staying[0].network.stats.refused[RefusalReason.UNKNOWN_KEY] >= 1,
                 what="node-3's re-dial refused by key")
-            assert await joining.network.send("node-0", Topic.VOTE, b"hello epoch 1")
-            await eventually(lambda: staying[0].got("node-4", Topic.VOTE) == [b"hello epoch 1"])
+            assert "node-3" not in [s.peer_id for s in staying[0].network.peers()]
         finally:
             await stop_all([*staying, leaving, joining])
     run(scenario())
