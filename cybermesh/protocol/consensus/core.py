@@ -262,8 +262,10 @@ class ConsensusCore:
 
     def _schedule_timer(self) -> None:
         self._timer_id += 1
-        self._actions.append(ScheduleTimer(self.epoch.epoch, self.view,
-                                           self.pacemaker.timeout_ms, self._timer_id))
+        duration = self.pacemaker.suspect_timeout_ms if self.leaders.suspect(self.view) \
+            else self.pacemaker.timeout_ms
+        self._actions.append(ScheduleTimer(self.epoch.epoch, self.view, duration,
+                                           self._timer_id))
 
     def _ask_sync(self, block_id: bytes, to: str | None) -> None:
         # Once per (block, peer) and view: a node stuck in one view (an epoch it cannot leave
@@ -312,7 +314,8 @@ class ConsensusCore:
         self._advance(tc.view + 1, progress=False)
 
     def _advance(self, view: int, *, progress: bool) -> None:
-        if not self.pacemaker.enter(view, progress=progress):
+        if not self.pacemaker.enter(view, progress=progress,
+                                    expected_failure=self.leaders.suspect(self.view)):
             return
         self._my_timeout = None
         self._idle = False
@@ -592,7 +595,7 @@ class ConsensusCore:
             return
         timeout = replace(timeout, high_tc=self.highest_tc)
         self._my_timeout = timeout
-        self.pacemaker.record_failure()
+        self.pacemaker.record_failure(expected=self.leaders.suspect(view))
         self.stats.timeouts_sent += 1
         self._persist_then(data, lambda: self._broadcast(timeout))
 

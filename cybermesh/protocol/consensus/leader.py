@@ -6,12 +6,16 @@ validator slots in proportion to its power, spread out evenly; ``base_leader(vie
 ``cycle[view % len(cycle)]``.
 
 Reputation gate: a committed block at view v whose parent (same epoch) is at view p proves that
-the views p+1 .. v-1 produced no certified block on the committed chain; the base leader of each
-such view is recorded as failed at that view. For view v the base leader is skipped when it
-failed at some view in [v - lag - window, v - lag), or is quarantined by the application; the
-next base slot (v+1, v+2, ...) whose validator is not skipped leads instead. If every validator
-would be skipped, or the skipped ones would hold more than f power, the base leader stands
-(the gate may only cost liveness to at most f power, never stop the chain).
+the views p+1 .. v-1 produced no certified block on the committed chain; the fewest leaders that
+explain those missed views (:func:`blamed_views`) are recorded as failed. For view v the base
+leader is skipped when it failed at some view in [v - lag - window, v - lag), or is quarantined
+by the application; the next base slot (v+1, v+2, ...) whose validator is not skipped leads
+instead. If every validator would be skipped, or the skipped ones would hold more than f power,
+the base leader stands (the gate may only cost liveness to at most f power, never stop the
+chain).
+
+The same failures mark a view *suspect* (:meth:`ReputationLeaderElection.suspect`): a short
+local timer, and no timeout increase, for a view whose leader or vote collector failed lately.
 
 Only committed data feeds the gate, and the ``lag`` (default 2 * window) lets a failure be known
 to every honest node, which commit the same prefix, well before it changes anyone's schedule; a
@@ -29,8 +33,30 @@ from cybermesh.protocol.consensus.messages import Block
 from cybermesh.protocol.validator_set import ValidatorSet
 
 
+def blamed_views(parent_view: int, view: int) -> list[int]:
+    """The missed views between a committed parent and its committed child whose leaders failed.
+
+    A missed view u failed because its leader proposed nothing, or because the leader of u + 1,
+    the only node the votes of u go to, formed no QC. The leader of ``view`` proposed the child,
+    so it was running. The fewest leaders that explain every missed view are blamed, walking
+    from the left: an unexplained view u blames the leader of u + 1 (which explains u + 1 too),
+    except the last missed view, which can only blame its own leader. With one crashed
+    validator D leading view u, the gap is {u - 1, u} and only D is blamed, not the live leader
+    of u - 1 whose block lost its votes to D; blaming both put more than f validators in the
+    gate in a 4-validator set, which then switched itself off and D kept its slots.
+    """
+    blamed: list[int] = []
+    for missed in range(parent_view + 1, view):
+        if blamed and blamed[-1] >= missed:
+            continue
+        blamed.append(missed + 1 if missed + 1 < view else missed)
+    return blamed
+
+
 class LeaderSchedule(Protocol):
     def leader(self, view: int) -> str: ...
+
+    def suspect(self, view: int) -> bool: ...
 
     def record_committed(self, parent_view: int | None, block: Block) -> None: ...
 
@@ -78,10 +104,11 @@ class ReputationLeaderElection:
         """Learn failed views from one newly committed block (in commit order)."""
         if parent_view is None:
             return
+        first = max(parent_view + 1, block.view - self._window - self._lag)
+        # Leaders resolved with the schedule as it stood while those views ran (memo kept).
+        failed = [(view, self.leader(view)) for view in blamed_views(first - 1, block.view)]
         self._memo.clear()
-        for failed_view in range(max(parent_view + 1, block.view - self._window - self._lag),
-                                 block.view):
-            self._failures.append((failed_view, self.base_leader(failed_view)))
+        self._failures.extend(failed)
         horizon = block.view - 2 * (self._window + self._lag)
         while self._failures and self._failures[0][0] < horizon:
             self._failures.popleft()
@@ -93,6 +120,21 @@ class ReputationLeaderElection:
         if self._set.power_of(skipped) > self._set.quorum.max_faulty_power:
             return set()
         return skipped
+
+    def suspect(self, view: int) -> bool:
+        """Whether ``view`` will likely fail: its leader, or the next view's (the only node its
+        votes go to), failed in the committed chain within the last ``window + lag`` views.
+
+        Local and fresh (no lag): it only shortens this node's timer for the view and keeps
+        the failure from raising its timeout (pacemaker.py), it changes no one's schedule, so
+        nodes need not agree on it. Like the gate it covers at most f power: if more failed
+        recently, the network itself is slow, and every view keeps the full timeout.
+        """
+        low = view - self._window - self._lag
+        recent = {who for failed_view, who in self._failures if low <= failed_view < view}
+        if not recent or self._set.power_of(recent) > self._set.quorum.max_faulty_power:
+            return False
+        return self.leader(view) in recent or self.leader(view + 1) in recent
 
     def leader(self, view: int) -> str:
         chosen = self._memo.get(view)
@@ -123,6 +165,9 @@ class FixedLeaderSchedule:
 
     def leader(self, view: int) -> str:
         return self._leaders.get(view, self._fallback[view % len(self._fallback)])
+
+    def suspect(self, view: int) -> bool:
+        return False
 
     def record_committed(self, parent_view: int | None, block: Block) -> None:
         return None

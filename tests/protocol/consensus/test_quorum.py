@@ -80,13 +80,30 @@ def test_pacemaker_is_aimd_within_bounds():
                                               timeout_decrease_ms=100))
     assert pacemaker.enter(1, progress=True) and pacemaker.timeout_ms == 900
     pacemaker.record_failure()
-    pacemaker.record_failure()
+    pacemaker.record_failure()  # the same view again: counted once
+    assert pacemaker.timeout_ms == 1800 and pacemaker.consecutive_failures == 1
+    assert pacemaker.enter(2, progress=False)  # the TC of view 1: still one failure for it
+    assert pacemaker.timeout_ms == 1800 and pacemaker.consecutive_failures == 1
+    assert pacemaker.enter(3, progress=False)  # view 2 failed too
     assert pacemaker.timeout_ms == 3000 and pacemaker.consecutive_failures == 2
     assert not pacemaker.enter(1, progress=True)
     assert pacemaker.enter(5, progress=True) and pacemaker.timeout_ms == 2900
     for view in range(6, 60):
         pacemaker.enter(view, progress=True)
     assert pacemaker.timeout_ms == 500
+
+
+def test_an_expected_failure_does_not_raise_the_timeout_and_gets_a_short_wait():
+    pacemaker = Pacemaker(PacemakerParameters(base_timeout_ms=1000, min_timeout_ms=400,
+                                              max_timeout_ms=3000, timeout_increase_bps=15000,
+                                              timeout_decrease_ms=50))
+    for view in range(1, 30):  # a crashed leader every 5 views: two expected failures each
+        expected = view % 5 in (3, 4)
+        pacemaker.enter(view, progress=not expected, expected_failure=expected)
+    assert pacemaker.timeout_ms == 400  # without the rule it climbed to the maximum
+    assert pacemaker.suspect_timeout_ms == 400
+    pacemaker.enter(30, progress=False)  # an unexpected failure still backs off
+    assert pacemaker.timeout_ms == 600 and pacemaker.suspect_timeout_ms == 500
 
 
 def test_weighted_round_robin_is_proportional_to_power():
