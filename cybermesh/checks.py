@@ -15,6 +15,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, register
+from django.core.checks import Warning as CheckWarning
 
 from cybermesh import failpoints
 from cybermesh.protocol.genesis import GenesisError
@@ -57,8 +58,12 @@ def check_topology(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             f"{math.total_power} tolerates f={math.max_faulty_power}, so the quorum is "
             f"{math.quorum_power}", id="cybermesh.E004"))
     if settings.NODE_TYPE == "validator" and settings.NODE_ID not in genesis.validator_set:
-        errors.append(Error(f"NODE_ID={settings.NODE_ID!r} is a validator but is not in the "
-                            f"genesis validator set", id="cybermesh.E005"))
+        # A warning, not an error: a validator added by governance is in no genesis, and only
+        # run_node, which reads the committed ledger, can tell it from a typo (it refuses one).
+        errors.append(CheckWarning(
+            f"NODE_ID={settings.NODE_ID!r} is a validator but is not in the genesis validator "
+            "set: right for a validator added by governance (run_node checks it against the "
+            "committed ledger), a typo otherwise", id="cybermesh.W005"))
     if settings.NODE_TYPE == "observer" and settings.NODE_ID in genesis.validator_set:
         errors.append(Error(f"NODE_ID={settings.NODE_ID!r} is an observer but is a genesis "
                             "validator id; an observer needs an id of its own",
