@@ -29,13 +29,14 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 from django.db import close_old_connections
 from prometheus_client import Counter, Gauge
 
 from apps.audit.services import record_audit
+from apps.ledger.models import Block as BlockRow
 from apps.mempool.services import expire
 from apps.node import ledger_sync
 from apps.node.application import Application
@@ -78,6 +79,7 @@ from cybermesh.protocol.consensus.events import (
     Tick,
     TimerFired,
 )
+from cybermesh.protocol.consensus.leader import history_depth
 from cybermesh.protocol.consensus.messages import (
     Block,
     Evidence,
@@ -132,6 +134,20 @@ _SIGNED_BY_US = (Vote, Timeout, Proposal, Heartbeat)
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+class CommittedView(NamedTuple):
+    epoch: int
+    height: int
+    view: int
+
+
+def recent_committed_views(tip_height: int, count: int) -> list[CommittedView]:
+    """(epoch, height, view) of the last ``count`` committed blocks, oldest first: the leader
+    schedule's memory of failed leaders is rebuilt from them (ConsensusCore)."""
+    rows = BlockRow.objects.filter(height__gt=tip_height - count, height__lte=tip_height) \
+        .order_by("height").values_list("epoch", "height", "view")
+    return [CommittedView(*row) for row in rows]
 
 
 @dataclass
@@ -221,7 +237,8 @@ class NodeRuntime:
             config=self._core_config, signer=Ed25519Signer(self.config.signing_key),
             verifier=Ed25519Verifier(), epoch=tip.epoch, committed=tip.block,
             committed_qc=tip.qc, safety_data=safety, payload_check=self._payload_check,
-            now_ms=now_ms())
+            now_ms=now_ms(), recent_committed=recent_committed_views(
+                tip.block.height, history_depth(self._core_config.leader_window)))
         # Proofs of the epochs that ended before this one, kept across restarts: served to
         # nodes still syncing through those epoch changes (apps/node/epoch_proofs.py).
         self.core.epoch_end_proofs.update(recent_epoch_proofs(tip.epoch.epoch, KEPT_EPOCH_PROOFS))

@@ -22,7 +22,7 @@ B1.view - 1 commits B0 and all its ancestors.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from cybermesh.protocol.consensus import sync
@@ -47,7 +47,11 @@ from cybermesh.protocol.consensus.events import (
     TimerFired,
 )
 from cybermesh.protocol.consensus.evidence import make_evidence
-from cybermesh.protocol.consensus.leader import LeaderSchedule, ReputationLeaderElection
+from cybermesh.protocol.consensus.leader import (
+    CommittedView,
+    LeaderSchedule,
+    ReputationLeaderElection,
+)
 from cybermesh.protocol.consensus.messages import (
     Block,
     EvidenceKind,
@@ -119,7 +123,14 @@ class ConsensusCore:
                  safety_data: SafetyData | None = None,
                  leader_factory: LeaderFactory | None = None,
                  payload_check: PayloadCheck | None = None,
-                 disabled_rules: frozenset[Rule] = frozenset(), now_ms: int = 0) -> None:
+                 disabled_rules: frozenset[Rule] = frozenset(), now_ms: int = 0,
+                 recent_committed: Sequence[CommittedView] = ()) -> None:
+        """``recent_committed``: (epoch, height, view) of the last committed blocks up to
+        ``committed``, in height order (``leader.history_depth(window)`` of them are enough).
+        A restarted node replays them into the leader schedule, whose reputation gate would
+        otherwise start empty while every other node remembers the failures it learnt: their
+        leaders would differ, and its proposals would be refused as not the leader's (seen in
+        the kill -9 cluster test)."""
         self.config = config
         self.validator_id = config.validator_id
         self.domains = Domains.for_chain(config.chain_id)
@@ -140,6 +151,16 @@ class ConsensusCore:
         self._actions: list[Action] = []
         self._local: deque[Message] = deque()
         self._install_epoch(epoch, committed, committed_qc)
+        self._replay_leader_history(recent_committed)
+
+    def _replay_leader_history(self, blocks: Sequence[CommittedView]) -> None:
+        parent: CommittedView | None = None
+        for block in blocks:
+            if block.epoch == self.epoch.epoch and block.height <= self.committed.height:
+                self.leaders.record_committed(
+                    parent.view if parent is not None and parent.epoch == block.epoch
+                    else None, block.view)
+            parent = block
 
     # ------------------------------------------------------------------ state per epoch
 
@@ -411,7 +432,7 @@ class ConsensusCore:
         parent = self.tree.committed
         for block in chain:
             self.leaders.record_committed(parent.view if parent.epoch == block.epoch else None,
-                                          block)
+                                          block.view)
             parent = block
         self._actions.append(CommitBlocks(
             blocks=tuple(CommittedBlock(b, c) for b, c in zip(chain, certificates, strict=True)),

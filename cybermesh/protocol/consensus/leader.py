@@ -29,7 +29,6 @@ from collections import deque
 from math import gcd
 from typing import Protocol
 
-from cybermesh.protocol.consensus.messages import Block
 from cybermesh.protocol.validator_set import ValidatorSet
 
 
@@ -53,12 +52,31 @@ def blamed_views(parent_view: int, view: int) -> list[int]:
     return blamed
 
 
+class CommittedView(Protocol):
+    """What the schedule learns from a committed block (a :class:`Block` is one)."""
+
+    @property
+    def epoch(self) -> int: ...
+
+    @property
+    def height(self) -> int: ...
+
+    @property
+    def view(self) -> int: ...
+
+
+def history_depth(window: int) -> int:
+    """How many committed blocks rebuild the gate's memory (the default lag): failures are
+    kept for ``2 * (window + lag)`` views, and every block is at least one view."""
+    return 2 * (window + 2 * window) + 1
+
+
 class LeaderSchedule(Protocol):
     def leader(self, view: int) -> str: ...
 
     def suspect(self, view: int) -> bool: ...
 
-    def record_committed(self, parent_view: int | None, block: Block) -> None: ...
+    def record_committed(self, parent_view: int | None, view: int) -> None: ...
 
 
 def weighted_round_robin(validator_set: ValidatorSet) -> tuple[str, ...]:
@@ -100,16 +118,16 @@ class ReputationLeaderElection:
         self._quarantined = frozenset(validator_ids)
         self._memo.clear()
 
-    def record_committed(self, parent_view: int | None, block: Block) -> None:
-        """Learn failed views from one newly committed block (in commit order)."""
+    def record_committed(self, parent_view: int | None, view: int) -> None:
+        """Learn failed views from one newly committed block at ``view`` (in commit order)."""
         if parent_view is None:
             return
-        first = max(parent_view + 1, block.view - self._window - self._lag)
+        first = max(parent_view + 1, view - self._window - self._lag)
         # Leaders resolved with the schedule as it stood while those views ran (memo kept).
-        failed = [(view, self.leader(view)) for view in blamed_views(first - 1, block.view)]
+        failed = [(missed, self.leader(missed)) for missed in blamed_views(first - 1, view)]
         self._memo.clear()
         self._failures.extend(failed)
-        horizon = block.view - 2 * (self._window + self._lag)
+        horizon = view - 2 * (self._window + self._lag)
         while self._failures and self._failures[0][0] < horizon:
             self._failures.popleft()
 
@@ -169,5 +187,5 @@ class FixedLeaderSchedule:
     def suspect(self, view: int) -> bool:
         return False
 
-    def record_committed(self, parent_view: int | None, block: Block) -> None:
+    def record_committed(self, parent_view: int | None, view: int) -> None:
         return None

@@ -39,6 +39,13 @@ class NodeLedger:
     tip: Block
     tip_qc: QuorumCert | None = None
     commits: list[tuple[int, int]] = field(default_factory=list)  # (time, height)
+    # The last committed blocks (the runtime reads them from its ledger on a restart, to
+    # rebuild the leader schedule's memory of failed leaders).
+    recent: list[Block] = field(default_factory=list)
+
+    def remember(self, blocks: list[Block], keep: int = 64) -> None:
+        self.recent.extend(blocks)
+        del self.recent[:-keep]
 
 
 class InvariantChecker:
@@ -108,6 +115,7 @@ class InvariantChecker:
             self.fail("bad-commit-proof", f"{who}: {error}")
         ledger.tip = previous
         ledger.tip_qc = action.blocks[-1].qc
+        ledger.remember([committed.block for committed in action.blocks])
         ledger.commits.append((now, previous.height))
 
     def on_epoch(self, epoch: EpochState) -> None:

@@ -236,7 +236,7 @@ class Simulation:
             committed=ledger.tip, committed_qc=ledger.tip_qc, safety_data=safety,
             leader_factory=self._leader_factory(),
             disabled_rules=config.disabled_rules if honest else frozenset(),
-            now_ms=self.now)
+            now_ms=self.now, recent_committed=ledger.recent)
 
     def _add_instance(self, vid: str, fault: Fault | None, twin: bool, copy: int) -> None:
         index = len(self.instances)
@@ -357,6 +357,7 @@ class Simulation:
             else:
                 inst.ledger.tip = action.blocks[-1].block
                 inst.ledger.tip_qc = action.blocks[-1].qc
+                inst.ledger.remember([committed.block for committed in action.blocks])
             self.result.committed_height = max(self.result.committed_height,
                                                inst.ledger.tip.height)
         elif isinstance(action, ReportEvidence):
