@@ -140,13 +140,14 @@ class CommittedView(NamedTuple):
     epoch: int
     height: int
     view: int
+    timestamp_ms: int
 
 
 def recent_committed_views(tip_height: int, count: int) -> list[CommittedView]:
-    """(epoch, height, view) of the last ``count`` committed blocks, oldest first: the leader
-    schedule's memory of failed leaders is rebuilt from them (ConsensusCore)."""
+    """(epoch, height, view, timestamp) of the last ``count`` committed blocks, oldest first:
+    the leader schedule's memory of failed leaders is rebuilt from them (ConsensusCore)."""
     rows = BlockRow.objects.filter(height__gt=tip_height - count, height__lte=tip_height) \
-        .order_by("height").values_list("epoch", "height", "view")
+        .order_by("height").values_list("epoch", "height", "view", "timestamp_ms")
     return [CommittedView(*row) for row in rows]
 
 

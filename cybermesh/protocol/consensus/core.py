@@ -125,8 +125,8 @@ class ConsensusCore:
                  payload_check: PayloadCheck | None = None,
                  disabled_rules: frozenset[Rule] = frozenset(), now_ms: int = 0,
                  recent_committed: Sequence[CommittedView] = ()) -> None:
-        """``recent_committed``: (epoch, height, view) of the last committed blocks up to
-        ``committed``, in height order (``leader.history_depth(window)`` of them are enough).
+        """``recent_committed``: (epoch, height, view, timestamp) of the last committed blocks
+        up to ``committed``, in height order (``leader.history_depth(window)`` of them).
         A restarted node replays them into the leader schedule, whose reputation gate would
         otherwise start empty while every other node remembers the failures it learnt: their
         leaders would differ, and its proposals would be refused as not the leader's (seen in
@@ -137,7 +137,8 @@ class ConsensusCore:
         self.certificates = CertificateVerifier(verifier=verifier, domains=self.domains)
         self.signer = signer
         self._leader_factory: LeaderFactory = leader_factory or (
-            lambda vs: ReputationLeaderElection(vs, window=config.leader_window))
+            lambda vs: ReputationLeaderElection(vs, window=config.leader_window,
+                                                clock=lambda: self.now_ms))
         self._payload_check = payload_check
         data = safety_data or SafetyData(epoch=epoch.epoch)
         self.safety = SafetyRules(validator_id=self.validator_id, signer=signer,
@@ -159,7 +160,7 @@ class ConsensusCore:
             if block.epoch == self.epoch.epoch and block.height <= self.committed.height:
                 self.leaders.record_committed(
                     parent.view if parent is not None and parent.epoch == block.epoch
-                    else None, block.view)
+                    else None, block.view, block.timestamp_ms)
             parent = block
 
     # ------------------------------------------------------------------ state per epoch
@@ -432,7 +433,7 @@ class ConsensusCore:
         parent = self.tree.committed
         for block in chain:
             self.leaders.record_committed(parent.view if parent.epoch == block.epoch else None,
-                                          block.view)
+                                          block.view, block.timestamp_ms)
             parent = block
         self._actions.append(CommitBlocks(
             blocks=tuple(CommittedBlock(b, c) for b, c in zip(chain, certificates, strict=True)),

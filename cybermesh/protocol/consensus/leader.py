@@ -26,6 +26,7 @@ safety (a proposal is voted on only if it is safe on its own).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from math import gcd
 from typing import Protocol
 
@@ -64,6 +65,18 @@ class CommittedView(Protocol):
     @property
     def view(self) -> int: ...
 
+    @property
+    def timestamp_ms(self) -> int: ...
+
+
+# How long a failure keeps a leader out at most, by the committing block's timestamp against
+# the node's clock. The windows are counted in views, and an idle chain turns a view only every
+# few seconds (MAX_HEARTBEATS_PER_VIEW): a restarted validator, whose own transactions only it
+# can propose, was kept out for minutes (kill -9 cluster test). Under load the view windows
+# end first. Nodes read the same block timestamps; clocks within the allowed skew may disagree
+# on the expiry for a moment, which costs a view, never safety.
+GATE_MEMORY_MS = 10_000
+
 
 def history_depth(window: int) -> int:
     """How many committed blocks rebuild the gate's memory (the default lag): failures are
@@ -76,7 +89,8 @@ class LeaderSchedule(Protocol):
 
     def suspect(self, view: int) -> bool: ...
 
-    def record_committed(self, parent_view: int | None, view: int) -> None: ...
+    def record_committed(self, parent_view: int | None, view: int, timestamp_ms: int = 0
+                         ) -> None: ...
 
 
 def weighted_round_robin(validator_set: ValidatorSet) -> tuple[str, ...]:
@@ -101,12 +115,17 @@ class ReputationLeaderElection:
     """The production :class:`LeaderSchedule` (see the module docstring for the rule)."""
 
     def __init__(self, validator_set: ValidatorSet, *, window: int = 10,
-                 lag: int | None = None, max_cycle: int = 100_000) -> None:
+                 lag: int | None = None, max_cycle: int = 100_000,
+                 memory_ms: int = GATE_MEMORY_MS, clock: Callable[[], int] | None = None
+                 ) -> None:
         self._set = validator_set
         self._cycle = weighted_round_robin(validator_set)[:max_cycle]
         self._window = window
         self._lag = 2 * window if lag is None else lag
-        self._failures: deque[tuple[int, str]] = deque()
+        self._memory_ms = memory_ms
+        self._clock = clock
+        # (failed view, leader blamed, timestamp of the committed block that showed it)
+        self._failures: deque[tuple[int, str, int]] = deque()
         self._quarantined: frozenset[str] = frozenset()
         self._memo: dict[int, str] = {}
 
@@ -118,22 +137,29 @@ class ReputationLeaderElection:
         self._quarantined = frozenset(validator_ids)
         self._memo.clear()
 
-    def record_committed(self, parent_view: int | None, view: int) -> None:
+    def record_committed(self, parent_view: int | None, view: int, timestamp_ms: int = 0
+                         ) -> None:
         """Learn failed views from one newly committed block at ``view`` (in commit order)."""
         if parent_view is None:
             return
         first = max(parent_view + 1, view - self._window - self._lag)
         # Leaders resolved with the schedule as it stood while those views ran (memo kept).
-        failed = [(missed, self.leader(missed)) for missed in blamed_views(first - 1, view)]
+        failed = [(missed, self.leader(missed), timestamp_ms)
+                  for missed in blamed_views(first - 1, view)]
         self._memo.clear()
         self._failures.extend(failed)
         horizon = view - 2 * (self._window + self._lag)
         while self._failures and self._failures[0][0] < horizon:
             self._failures.popleft()
 
+    def _remembered(self, low: int, high: int) -> set[str]:
+        """Leaders blamed for a view in ``[low, high)`` less than ``memory_ms`` ago."""
+        since = -1 if self._clock is None else self._clock() - self._memory_ms
+        return {who for failed_view, who, at_ms in self._failures
+                if low <= failed_view < high and at_ms > since}
+
     def _skipped(self, view: int) -> set[str]:
-        low, high = view - self._lag - self._window, view - self._lag
-        skipped = {who for failed_view, who in self._failures if low <= failed_view < high}
+        skipped = self._remembered(view - self._lag - self._window, view - self._lag)
         skipped |= self._quarantined
         if self._set.power_of(skipped) > self._set.quorum.max_faulty_power:
             return set()
@@ -148,8 +174,7 @@ class ReputationLeaderElection:
         nodes need not agree on it. Like the gate it covers at most f power: if more failed
         recently, the network itself is slow, and every view keeps the full timeout.
         """
-        low = view - self._window - self._lag
-        recent = {who for failed_view, who in self._failures if low <= failed_view < view}
+        recent = self._remembered(view - self._window - self._lag, view)
         if not recent or self._set.power_of(recent) > self._set.quorum.max_faulty_power:
             return False
         return self.leader(view) in recent or self.leader(view + 1) in recent
@@ -187,5 +212,6 @@ class FixedLeaderSchedule:
     def suspect(self, view: int) -> bool:
         return False
 
-    def record_committed(self, parent_view: int | None, view: int) -> None:
+    def record_committed(self, parent_view: int | None, view: int, timestamp_ms: int = 0
+                         ) -> None:
         return None

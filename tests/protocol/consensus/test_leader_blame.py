@@ -89,3 +89,23 @@ def test_a_restarted_core_rebuilds_the_gate_from_the_recent_committed_blocks(net
     expected = [live.leader(view) for view in views]
     assert [rebuilt(blocks).leaders.leader(view) for view in views] == expected
     assert [rebuilt(()).leaders.leader(view) for view in views] != expected  # the bug it fixes
+
+
+def test_a_failure_keeps_a_leader_out_for_at_most_the_gate_memory():
+    """The windows count views, and an idle chain turns a view only every few seconds: the
+    block timestamps bound how long a failure counts, so a restarted validator (whose own
+    transactions only it can propose) is not kept out for minutes."""
+    from cybermesh.protocol.consensus.leader import GATE_MEMORY_MS
+
+    now = [0]
+    election = ReputationLeaderElection(_four(), window=10, lag=20, clock=lambda: now[0])
+    election.record_committed(1, 4, timestamp_ms=50_000)  # the leader of view 3 is blamed
+    dead = election.base_leader(3)
+    gated = 3 + 20 + 1
+    now[0] = 50_000 + GATE_MEMORY_MS - 1
+    assert election._skipped(gated) == {dead}
+    assert any(election.suspect(view) for view in range(5, 33))
+    now[0] = 50_000 + GATE_MEMORY_MS
+    election.set_quarantined(frozenset())  # (clears the memo, as a commit does)
+    assert election._skipped(gated) == set()
+    assert not any(election.suspect(view) for view in range(5, 33))
