@@ -12,7 +12,10 @@ Figures per offered load:
   first admission to the last commit;
 * admission-to-commit latency p50 / p99: node-0's feeder's admission time to the
   ``committed_at`` of node-0's block holding the transaction (same host clock);
-* resident memory per node (max VmRSS over the run, sampled every 0.5 s).
+* resident memory per node (max VmRSS over the run, sampled every 0.5 s);
+* one validator down: node-3 is killed and the first offered load runs again on the other
+  three (its views, and the views whose votes go to it, fail: docs/consensus.md, leader gate
+  and suspect views); committed tx/s and latency beside the healthy run of the same load.
 
 Ceiling, same run: raw PyNaCl ``crypto_sign_open`` verifies/s on one core, times the cores,
 divided by the 4 validators sharing them. Every node verifies each transaction at admission
@@ -122,21 +125,22 @@ def start_cluster(cluster: LocalCluster) -> None:
                      watch=[f"node-{i}" for i in range(VALIDATORS)])
 
 
-def run_phase(cluster: LocalCluster, root: Path, rate: int, seed: int) -> dict[str, Any]:
+def run_phase(cluster: LocalCluster, root: Path, rate: int, seed: int,
+              nodes: tuple[int, ...] = tuple(range(VALIDATORS))) -> dict[str, Any]:
     count = int(rate * PHASE_S)
     start_ms = time.time_ns() // 1_000_000 + 1500
     chain_id = cluster.state().get("chain_id") or "cybermesh-local"
     outputs = []
-    for index in range(VALIDATORS):
-        out = root / f"admitted-{rate}-{index}.txt"
+    for index in nodes:
+        out = root / f"admitted-{rate}-{seed}-{index}.txt"
         outputs.append(out)
         argv = [sys.executable, "-m", "bench.cluster_feeder",
                 "--key", str(cluster.root / "producers" / "ai-demo.key"),
                 "--producer-id", "ai-demo", "--chain-id", chain_id, "--seed", str(seed),
                 "--start-ms", str(start_ms), "--rate", str(rate), "--count", str(count),
                 "--out", str(out)]
-        cluster.processes.start(f"feeder-{rate}-{index}", argv, cluster.node_env(index))
-    names = [f"feeder-{rate}-{index}" for index in range(VALIDATORS)]
+        cluster.processes.start(f"feeder-{rate}-{seed}-{index}", argv, cluster.node_env(index))
+    names = [f"feeder-{rate}-{seed}-{index}" for index in nodes]
     deadline = time.monotonic() + PHASE_S + 30
     while any(cluster.processes.running(name) for name in names) and \
             time.monotonic() < deadline:
@@ -196,6 +200,15 @@ def main() -> None:
                   flush=True)
             if phase["committed"] < 0.6 * phase["admitted"]:
                 break  # saturated: higher loads only queue up
+        cluster.kill_node(VALIDATORS - 1)
+        time.sleep(3)
+        degraded = run_phase(cluster, root, LOADS[0], seed=2000,
+                             nodes=tuple(range(VALIDATORS - 1)))
+        lat = degraded["latencies_ms"]
+        print(f"node-{VALIDATORS - 1} down, offered {LOADS[0]} tx/s: committed "
+              f"{degraded['committed']}/{degraded['admitted']}, {degraded['tx_per_s']:.1f} "
+              f"tx/s, latency p50 {percentile(lat, 0.5):.0f} ms p99 "
+              f"{percentile(lat, 0.99):.0f} ms", flush=True)
     finally:
         sampler.stopping.set()
         tear_down(cluster, root)
@@ -221,6 +234,17 @@ def main() -> None:
     report.add(figure("latency p99 at ~half of peak", "ms",
                       [percentile(half["latencies_ms"], 0.99)],
                       notes=f"offered {half['rate']} tx/s; target <= 200 ms"))
+    healthy = phases[0]
+    report.add(figure(f"one validator down, offered {degraded['rate']} tx/s: committed",
+                      "tx/s", [degraded["tx_per_s"]],
+                      ceiling_name=f"the healthy run at {healthy['rate']} tx/s",
+                      ceiling_median=healthy["tx_per_s"],
+                      notes=f"{degraded['committed']}/{degraded['admitted']} committed"))
+    for label, fraction in (("p50", 0.5), ("p99", 0.99)):
+        report.add(figure(f"one validator down, offered {degraded['rate']} tx/s: latency "
+                          f"{label}", "ms", [percentile(degraded["latencies_ms"], fraction)],
+                          notes=f"healthy: {percentile(healthy['latencies_ms'], fraction):.0f}"
+                                " ms"))
     for name, mb in sorted(sampler.peak.items()):
         report.add(figure(f"{name} peak resident memory", "MB", [mb],
                           notes="target <= 512 MB"))
