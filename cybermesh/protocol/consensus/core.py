@@ -158,9 +158,10 @@ class ConsensusCore:
         parent: CommittedView | None = None
         for block in blocks:
             if block.epoch == self.epoch.epoch and block.height <= self.committed.height:
-                self.leaders.record_committed(
-                    parent.view if parent is not None and parent.epoch == block.epoch
-                    else None, block.view, block.timestamp_ms)
+                follows_root = parent is None or parent.epoch != block.epoch \
+                    or parent.height == self.epoch.root_height
+                self.leaders.record_committed(None if follows_root else parent.view,
+                                              block.view, block.timestamp_ms)
             parent = block
 
     # ------------------------------------------------------------------ state per epoch
@@ -432,8 +433,12 @@ class ConsensusCore:
                 break
         parent = self.tree.committed
         for block in chain:
-            self.leaders.record_committed(parent.view if parent.epoch == block.epoch else None,
-                                          block.view, block.timestamp_ms)
+            # The views before an epoch's first block blame nobody: validators start, or enter
+            # the epoch, at different times (blaming them put two validators in the gate at
+            # every start, which switched it off for the first window).
+            follows_root = parent.epoch != block.epoch or parent.block_id == self.epoch.root_id
+            self.leaders.record_committed(None if follows_root else parent.view, block.view,
+                                          block.timestamp_ms)
             parent = block
         self._actions.append(CommitBlocks(
             blocks=tuple(CommittedBlock(b, c) for b, c in zip(chain, certificates, strict=True)),
