@@ -141,13 +141,14 @@ class CommittedView(NamedTuple):
     height: int
     view: int
     timestamp_ms: int
+    proposer: str
 
 
 def recent_committed_views(tip_height: int, count: int) -> list[CommittedView]:
-    """(epoch, height, view, timestamp) of the last ``count`` committed blocks, oldest first:
+    """(epoch, height, view, timestamp, proposer) of the last ``count`` committed blocks:
     the leader schedule's memory of failed leaders is rebuilt from them (ConsensusCore)."""
     rows = BlockRow.objects.filter(height__gt=tip_height - count, height__lte=tip_height) \
-        .order_by("height").values_list("epoch", "height", "view", "timestamp_ms")
+        .order_by("height").values_list("epoch", "height", "view", "timestamp_ms", "proposer_id")
     return [CommittedView(*row) for row in rows]
 
 

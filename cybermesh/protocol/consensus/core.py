@@ -125,7 +125,7 @@ class ConsensusCore:
                  payload_check: PayloadCheck | None = None,
                  disabled_rules: frozenset[Rule] = frozenset(), now_ms: int = 0,
                  recent_committed: Sequence[CommittedView] = ()) -> None:
-        """``recent_committed``: (epoch, height, view, timestamp) of the last committed blocks
+        """``recent_committed``: (epoch, height, view, timestamp, proposer) of the last blocks
         up to ``committed``, in height order (``leader.history_depth(window)`` of them).
         A restarted node replays them into the leader schedule, whose reputation gate would
         otherwise start empty while every other node remembers the failures it learnt: their
@@ -160,8 +160,9 @@ class ConsensusCore:
             if block.epoch == self.epoch.epoch and block.height <= self.committed.height:
                 follows_root = parent is None or parent.epoch != block.epoch \
                     or parent.height == self.epoch.root_height
-                self.leaders.record_committed(None if follows_root else parent.view,
-                                              block.view, block.timestamp_ms)
+                self.leaders.record_committed(
+                    None if follows_root or parent is None else parent.view, block.view,
+                    block.timestamp_ms, block.proposer)
             parent = block
 
     # ------------------------------------------------------------------ state per epoch
@@ -438,7 +439,7 @@ class ConsensusCore:
             # every start, which switched it off for the first window).
             follows_root = parent.epoch != block.epoch or parent.block_id == self.epoch.root_id
             self.leaders.record_committed(None if follows_root else parent.view, block.view,
-                                          block.timestamp_ms)
+                                          block.timestamp_ms, block.proposer)
             parent = block
         self._actions.append(CommitBlocks(
             blocks=tuple(CommittedBlock(b, c) for b, c in zip(chain, certificates, strict=True)),

@@ -68,6 +68,9 @@ class CommittedView(Protocol):
     @property
     def timestamp_ms(self) -> int: ...
 
+    @property
+    def proposer(self) -> str: ...
+
 
 # How long a failure keeps a leader out at most, by the committing block's timestamp against
 # the node's clock. The windows are counted in views, and an idle chain turns a view only every
@@ -89,8 +92,8 @@ class LeaderSchedule(Protocol):
 
     def suspect(self, view: int) -> bool: ...
 
-    def record_committed(self, parent_view: int | None, view: int, timestamp_ms: int = 0
-                         ) -> None: ...
+    def record_committed(self, parent_view: int | None, view: int, timestamp_ms: int = 0,
+                         proposer: str = "") -> None: ...
 
 
 def weighted_round_robin(validator_set: ValidatorSet) -> tuple[str, ...]:
@@ -126,6 +129,9 @@ class ReputationLeaderElection:
         self._clock = clock
         # (failed view, leader blamed, timestamp of the committed block that showed it)
         self._failures: deque[tuple[int, str, int]] = deque()
+        # Validators whose last outcome as a leader was a failure (no committed block of theirs
+        # since): the suspects (``suspect``).
+        self._failing: set[str] = set()
         self._quarantined: frozenset[str] = frozenset()
         self._memo: dict[int, str] = {}
 
@@ -137,9 +143,11 @@ class ReputationLeaderElection:
         self._quarantined = frozenset(validator_ids)
         self._memo.clear()
 
-    def record_committed(self, parent_view: int | None, view: int, timestamp_ms: int = 0
-                         ) -> None:
-        """Learn failed views from one newly committed block at ``view`` (in commit order)."""
+    def record_committed(self, parent_view: int | None, view: int, timestamp_ms: int = 0,
+                         proposer: str = "") -> None:
+        """Learn failed views from one newly committed block at ``view`` (in commit order),
+        and that its ``proposer`` led successfully."""
+        self._failing.discard(proposer)
         if parent_view is None:
             return
         first = max(parent_view + 1, view - self._window - self._lag)
@@ -148,6 +156,7 @@ class ReputationLeaderElection:
                   for missed in blamed_views(first - 1, view)]
         self._memo.clear()
         self._failures.extend(failed)
+        self._failing.update(who for _, who, _ in failed)
         horizon = view - 2 * (self._window + self._lag)
         while self._failures and self._failures[0][0] < horizon:
             self._failures.popleft()
@@ -167,17 +176,19 @@ class ReputationLeaderElection:
 
     def suspect(self, view: int) -> bool:
         """Whether ``view`` will likely fail: its leader, or the next view's (the only node its
-        votes go to), failed in the committed chain within the last ``window + lag`` views.
+        votes go to), failed as a leader and has not had a block committed since.
 
-        Local and fresh (no lag): it only shortens this node's timer for the view and keeps
-        the failure from raising its timeout (pacemaker.py), it changes no one's schedule, so
-        nodes need not agree on it. Like the gate it covers at most f power: if more failed
-        recently, the network itself is slow, and every view keeps the full timeout.
+        Local (no lag): it only shortens this node's timer for the view and keeps the failure
+        from raising its timeout (pacemaker.py), it changes no one's schedule, so nodes need
+        not agree on it. It outlives the gate's memory on purpose: a crashed validator comes
+        back into the schedule when the gate forgets it, and its slot must still fail fast
+        and not ratchet every timeout up. Like the gate it covers at most f power: if more are
+        failing, the network itself is slow, and every view keeps the full timeout.
         """
-        recent = self._remembered(view - self._window - self._lag, view)
-        if not recent or self._set.power_of(recent) > self._set.quorum.max_faulty_power:
+        failing = self._failing
+        if not failing or self._set.power_of(failing) > self._set.quorum.max_faulty_power:
             return False
-        return self.leader(view) in recent or self.leader(view + 1) in recent
+        return self.leader(view) in failing or self.leader(view + 1) in failing
 
     def leader(self, view: int) -> str:
         chosen = self._memo.get(view)
@@ -212,6 +223,6 @@ class FixedLeaderSchedule:
     def suspect(self, view: int) -> bool:
         return False
 
-    def record_committed(self, parent_view: int | None, view: int, timestamp_ms: int = 0
-                         ) -> None:
+    def record_committed(self, parent_view: int | None, view: int, timestamp_ms: int = 0,
+                         proposer: str = "") -> None:
         return None
