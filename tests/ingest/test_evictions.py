@@ -93,11 +93,14 @@ def test_evicted_events_go_to_the_dlq_before_the_evicting_batch_commits_and_redr
     before = dead_lettered_total("evicted")
     run_until(worker, lambda w: w.stats.messages >= POOL + len(high))
     worker.drain_removals = real_drain  # type: ignore[method-assign]
-    assert attempts[0] == {"pending": 3, "admitted": POOL}  # evicted, kept, not yet counted
+    # Evicted, kept, not yet counted. The first batch holds one to three of the new events
+    # (the worker takes what has arrived once the first message is in), each evicting one.
+    first = attempts[0]
+    assert first["admitted"] == POOL and 1 <= first["pending"] <= len(high), attempts
     assert worker.stats.transient_retries >= 1
     # The retried batch's events were durable since the first attempt, "duplicate" the
     # second time: nothing admitted twice.
-    assert worker.stats.duplicates == len(high)
+    assert worker.stats.duplicates == first["pending"]
 
     victims = {t.tx_id for t in low} - mempool_ids()
     assert len(victims) == len(high) and {t.tx_id for t in high} <= mempool_ids()
