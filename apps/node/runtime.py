@@ -1,12 +1,13 @@
 """The consensus worker: a thin imperative shell around the sans-I/O consensus core.
 
-Two threads share the work. The asyncio loop owns the peer network and the timers; a single
-*consensus thread* owns the core, the application and every database write. Each turn of the
-loop takes one event from a bounded queue and runs :meth:`NodeRuntime.step` on the consensus
-thread; ``step`` feeds the core, carries out the actions that touch durable state **in order**
-(safety data before anything is sent, commits through the ledger) and hands back what the loop
-must do on the network. Because all sends leave after ``step`` returned, every
-``PersistSafetyData`` of a turn is durable before any vote or timeout of that turn is on the wire.
+Two threads share the work. The asyncio loop (apps/node/worker_loop.py) owns the peer network
+and the timers; a single *consensus thread* (this module) owns the core, the application and
+every database write. Each turn of the loop takes one event from a bounded queue and runs
+:meth:`NodeRuntime.step` on the consensus thread; ``step`` feeds the core, carries out the
+actions that touch durable state **in order** (safety data before anything is sent, commits
+through the ledger) and hands back what the loop must do on the network. Because all sends
+leave after ``step`` returned, every ``PersistSafetyData`` of a turn is durable before any vote
+or timeout of that turn is on the wire.
 
 Catch-up. The core fetches missing *uncommitted* blocks itself (consensus sync). A node that is
 further behind than the core's window (a restart after a long outage, a new member) catches up
@@ -41,15 +42,11 @@ from apps.mempool.services import expire
 from apps.node import ledger_sync
 from apps.node.application import Application
 from apps.node.bootstrap import load_or_create_tip
-from apps.node.catchup import StallProbe
 from apps.node.epoch_proofs import persist_epoch_proof, recent_epoch_proofs
 from apps.node.evidence import submit_evidence
-from apps.node.membership import departed_validators
 from apps.node.models import NodeStatus
+from apps.node.outbound import Outbound
 from apps.node.p2p.errors import PenaltyReason
-from apps.node.p2p.framing import Topic
-from apps.node.p2p.peers import NodeIdentity
-from apps.node.p2p.transport import PeerNetwork
 from apps.node.safety_store import (
     load_recovery,
     load_safety_data,
@@ -58,10 +55,10 @@ from apps.node.safety_store import (
     persist_safety_data,
 )
 from apps.node.sync_server import serve_committed
+from apps.node.worker_loop import WorkerLoop
 from cybermesh.db import run_serializable
 from cybermesh.protocol.block_builder import BlockLimits
 from cybermesh.protocol.consensus.core import ConsensusCore, CoreConfig
-from cybermesh.protocol.consensus.errors import MessageError
 from cybermesh.protocol.consensus.events import (
     Action,
     Broadcast,
@@ -77,19 +74,16 @@ from cybermesh.protocol.consensus.events import (
     Send,
     Start,
     Tick,
-    TimerFired,
 )
 from cybermesh.protocol.consensus.leader import history_depth
 from cybermesh.protocol.consensus.messages import (
     Block,
-    Evidence,
     Heartbeat,
     Message,
     Proposal,
     SyncRequest,
     SyncResponse,
     Timeout,
-    TimeoutCert,
     Vote,
 )
 from cybermesh.protocol.consensus.pacemaker import PacemakerParameters
@@ -97,8 +91,6 @@ from cybermesh.protocol.consensus.signatures import Ed25519Signer, Ed25519Verifi
 from cybermesh.protocol.consensus.sync import KEPT_EPOCH_PROOFS
 from cybermesh.protocol.consensus.wire import (
     DEFAULT_WIRE_LIMITS,
-    decode_message,
-    encode_message,
 )
 from cybermesh.protocol.crypto.signing import SigningKey
 from cybermesh.protocol.executor.params import ExecutorParameters
@@ -111,24 +103,14 @@ HEIGHT = Gauge("cybermesh_height", "Committed height.", ["node_id"])
 VIEW = Gauge("cybermesh_view", "Current consensus view.", ["node_id"])
 VIEW_CHANGES = Counter("cybermesh_view_changes", "Views entered without a QC (timeouts).",
                        ["node_id"])
-DROPPED_EVENTS = Counter("cybermesh_runtime_dropped_events",
-                         "Inbound messages dropped because the event queue was full.",
-                         ["node_id"])
 LEDGER_SYNC_BLOCKS = Counter("cybermesh_ledger_sync_blocks",
                              "Committed blocks fetched from peers and committed here.",
                              ["node_id"])
 
-LEDGER_SYNC_TIMEOUT_S = 3.0
 # Behind by more than this many blocks: catch up through the ledger, not through consensus.
 CATCHUP_LAG = 16
-QUEUE_CAPACITY = 20_000
 EPOCH_HINT_INTERVAL_S = 2.0
 
-_TOPIC_OF: dict[type, Topic] = {
-    Proposal: Topic.PROPOSAL, Vote: Topic.VOTE, Timeout: Topic.VIEWCHANGE,
-    TimeoutCert: Topic.NEWVIEW, Heartbeat: Topic.HEARTBEAT, Evidence: Topic.EVIDENCE,
-    SyncRequest: Topic.BLOCKSYNC, SyncResponse: Topic.BLOCKSYNC,
-}
 _SIGNED_BY_US = (Vote, Timeout, Proposal, Heartbeat)
 
 
@@ -171,19 +153,6 @@ class RuntimeConfig:
     catchup_lag: int = CATCHUP_LAG
 
 
-@dataclass(slots=True)
-class Outbound:
-    """Work for the event loop, produced by one consensus step."""
-
-    sends: list[tuple[str, Message]] = field(default_factory=list)
-    broadcasts: list[Message] = field(default_factory=list)
-    timer: ScheduleTimer | None = None
-    penalize: list[tuple[str, PenaltyReason]] = field(default_factory=list)
-    ledger_sync_from: tuple[str, int] | None = None
-    raw_sends: list[tuple[str, bytes]] = field(default_factory=list)
-    new_validators: Any = None
-
-
 class NodeRuntime:
     """One validator's consensus worker (see the module docstring)."""
 
@@ -191,21 +160,18 @@ class NodeRuntime:
         self.config = config
         self.node_id = config.node_id
         self.log = logger.bind(node_id=self.node_id)
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="consensus")
-        self._queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=QUEUE_CAPACITY)
-        self._timer: asyncio.TimerHandle | None = None
-        self._stopping = False
-        self._sync_outstanding_until = 0.0
+        # The consensus thread: every step, every database write (the loop hands work to it).
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="consensus")
+        # Until then a ledger-sync request is out: the core's own block fetches are held back.
+        self.sync_outstanding_until = 0.0
         self._seen_qc_height = 0
         self._guard_views: int | None = None  # set while the double-sign guard holds
-        self._stall_probe = StallProbe()
-        self._messages_seen = 0  # consensus messages received from peers (stall probe)
+        self.messages_seen = 0  # consensus messages received from peers (the stall probe)
         self._epoch_hints: dict[str, float] = {}  # peer -> when we last told it our epoch
         self._foreign_key_epoch: int | None = None  # set while our id holds another key
         self._recorded_qc: tuple[int, int] = (0, 0)  # (epoch, view) of the stored recovery QC
         self._vote_journal = (open(config.vote_journal, "a")  # noqa: SIM115 -- lives with us
                               if config.vote_journal else None)
-        self.network: PeerNetwork | None = None
         self.core: ConsensusCore | None = None
         self.app: Application | None = None
         params = config.genesis.consensus
@@ -316,7 +282,7 @@ class NodeRuntime:
                               payload_bytes=len(message.block.payload))
         if isinstance(event, MessageReceived):
             if event.sender != self.node_id:
-                self._messages_seen += 1
+                self.messages_seen += 1
             if ahead:
                 out.ledger_sync_from = (event.sender, core.committed.height + 1)
             elif behind:
@@ -324,7 +290,7 @@ class NodeRuntime:
             elif core.stats.dropped > dropped_before:
                 out.penalize.append((event.sender, PenaltyReason.INVALID_MESSAGE))
             self._note_progress(event, out)
-        if out.ledger_sync_from is not None or time.monotonic() < self._sync_outstanding_until:
+        if out.ledger_sync_from is not None or time.monotonic() < self.sync_outstanding_until:
             # Far behind: the ledger catch-up fetches the committed blocks (with their commit
             # proof, in frame-sized batches); the core's own block fetches would only ask the
             # same peers for the same blocks again.
@@ -571,153 +537,13 @@ class NodeRuntime:
             and self._foreign_key_epoch is None,
             "peers": peers})
 
-    # ------------------------------------------------------------------ event loop side
+    # ------------------------------------------------------------------ running
 
-    async def _on_message(self, peer: str, topic: Topic, payload: bytes) -> None:
-        loop = asyncio.get_running_loop()
-        if topic is Topic.BLOCKSYNC and payload[:1] == bytes((ledger_sync.LEDGER_SYNC_REQUEST,)):
-            reply = await loop.run_in_executor(self._pool, self.serve_ledger_sync, payload)
-            if reply is not None and self.network is not None:
-                await self.network.send(peer, Topic.BLOCKSYNC, reply)
-            return
-        if topic is Topic.BLOCKSYNC and payload[:1] == bytes((ledger_sync.LEDGER_SYNC_RESPONSE,)):
-            out, _ = await loop.run_in_executor(self._pool, self.absorb_ledger_sync, peer,
-                                                payload)
-            self._sync_outstanding_until = 0.0
-            await self._deliver(out)
-            return
-        try:
-            message = decode_message(payload)
-        except MessageError as error:
-            if self.network is not None:
-                self.network.penalize(peer, PenaltyReason.MALFORMED)
-            self.log.info("undecodable message", peer=peer, error=str(error))
-            return
-        try:
-            self._queue.put_nowait(MessageReceived(peer, message))
-        except asyncio.QueueFull:
-            DROPPED_EVENTS.labels(self.node_id).inc()
-
-    async def _deliver(self, out: Outbound) -> None:
-        network = self.network
-        assert network is not None  # noqa: S101
-        if out.new_validators is not None:
-            network.update_validators(out.new_validators)
-        for peer, reason in out.penalize:
-            network.penalize(peer, reason)
-        for message in out.broadcasts:
-            await network.broadcast(_TOPIC_OF[type(message)], encode_message(message))
-        for peer, message in out.sends:
-            await network.send(peer, _TOPIC_OF[type(message)], encode_message(message),
-                               expect_reply=isinstance(message, SyncRequest))
-        if out.timer is not None:
-            self._schedule(out.timer)
-        if out.ledger_sync_from is not None and time.monotonic() > self._sync_outstanding_until:
-            peer, first = out.ledger_sync_from
-            self._sync_outstanding_until = time.monotonic() + LEDGER_SYNC_TIMEOUT_S
-            request = ledger_sync.encode_request(first, ledger_sync.MAX_BATCH)
-            await network.send(peer, Topic.BLOCKSYNC, request, expect_reply=True)
-
-    def _schedule(self, timer: ScheduleTimer) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        loop = asyncio.get_running_loop()
-        event = TimerFired(timer.epoch, timer.view, timer.timer_id)
-        self._timer = loop.call_later(timer.duration_ms / 1000, self._enqueue, event)
-
-    def _enqueue(self, event: Event) -> None:
-        try:
-            self._queue.put_nowait(event)
-        except asyncio.QueueFull:
-            DROPPED_EVENTS.labels(self.node_id).inc()
-
-    async def _status_loop(self) -> None:
-        """Status row every ``status_interval_s``; mempool expiry every ``expiry_interval_s``.
-        Both run on the consensus thread between steps (the worker is the only writer)."""
-        loop = asyncio.get_running_loop()
-        next_expiry = time.monotonic() + self.config.expiry_interval_s
-        while not self._stopping:
-            await self._probe_if_stalled()
-            peers = [] if self.network is None else self.network.status_rows()
-            try:
-                await loop.run_in_executor(self._pool, self.write_status, peers)
-                if time.monotonic() >= next_expiry:
-                    next_expiry = time.monotonic() + self.config.expiry_interval_s
-                    await loop.run_in_executor(self._pool, self.expire_mempool)
-            except Exception:  # a busy or restarting database: count on the next turn
-                self.log.exception("status write or mempool expiry failed")
-            await asyncio.sleep(self.config.status_interval_s)
+    def start_core(self) -> Outbound:
+        """Build the core from the ledger and start it (consensus thread)."""
+        return self._perform(self._build_core())
 
     async def run(self, stop: asyncio.Event,
                   on_started: Callable[[], None] | None = None) -> None:
-        """Run until ``stop`` is set; then finish the step in flight and close the peers."""
-        loop = asyncio.get_running_loop()
-        start_out = await loop.run_in_executor(
-            self._pool, lambda: self._perform(self._build_core()))
-        assert self.core is not None  # noqa: S101
-        validator_set = self.core.epoch.validator_set
-        departed = await loop.run_in_executor(self._pool, lambda: departed_validators(
-            validator_set.epoch, validator_set.ids, self.config.genesis))
-        self.network = PeerNetwork(
-            self.config.network, NodeIdentity(self.node_id, self.config.signing_key),
-            validator_set, self._on_message, observers=self.config.observers,
-            departed=departed, on_quarantine=self._on_quarantine)
-        await self.network.start()
-        self.log.info("node started", height=self.core.committed.height,
-                      epoch=self.core.epoch.epoch)
-        status = asyncio.create_task(self._status_loop())
-        await self._deliver(start_out)
-        if on_started is not None:
-            on_started()
-        stop_wait = asyncio.create_task(stop.wait())
-        try:
-            while not stop.is_set():
-                get = asyncio.create_task(self._queue.get())
-                done, _ = await asyncio.wait({get, stop_wait},
-                                             return_when=asyncio.FIRST_COMPLETED)
-                if get not in done:
-                    get.cancel()
-                    break
-                out = await loop.run_in_executor(self._pool, self.step, get.result())
-                await self._deliver(out)
-        finally:
-            self._stopping = True
-            status.cancel()
-            stop_wait.cancel()
-            if self._timer is not None:
-                self._timer.cancel()
-            await self.network.stop()
-            self._pool.shutdown(wait=True)  # the step in flight (a commit) finishes first
-            self.log.info("node stopped")
-
-    async def _probe_if_stalled(self) -> None:
-        """Ask a validator for what we missed when nothing committed for a while
-        (apps/node/catchup.py)."""
-        if self.network is None or self.core is None:
-            return
-        network, height = self.network, self.core.committed.height
-        # Progress is a commit or any consensus message: a cluster that is merely idle, or
-        # slow, is left to consensus (a ledger commit rebuilds the core and drops its
-        # certified, uncommitted chain); only a node that hears nothing probes.
-        peer = self._stall_probe.due(height=(height, self._messages_seen), now=time.monotonic(),
-                                     peers=[
-            peer for peer in network.connected_peers() if not network.is_observer(peer)])
-        if peer is not None:
-            # Not marked outstanding: a probe must not hold back the core's own block fetches
-            # (a stalled view may need exactly those to go on).
-            await network.send(peer, Topic.BLOCKSYNC, ledger_sync.encode_request(
-                height + 1, ledger_sync.MAX_BATCH), expect_reply=True)
-
-    def _on_quarantine(self, peer: str, reason: PenaltyReason) -> None:
-        self.log.warning("peer quarantined", peer=peer, reason=reason.value)
-        self._pool.submit(self._audit_quarantine, peer, reason)
-
-    def _audit_quarantine(self, peer: str, reason: PenaltyReason) -> None:
-        try:
-            close_old_connections()
-            record_audit(actor=self.node_id, action="p2p.quarantine", target=peer,
-                         outcome="success", details={"reason": reason.value})
-        except Exception:
-            self.log.exception("quarantine audit failed", peer=peer)
-
-
+        """Run until ``stop`` is set (apps/node/worker_loop.py drives this runtime)."""
+        await WorkerLoop(self).run(stop, on_started)
