@@ -89,9 +89,7 @@ from cybermesh.protocol.consensus.messages import (
 from cybermesh.protocol.consensus.pacemaker import PacemakerParameters
 from cybermesh.protocol.consensus.signatures import Ed25519Signer, Ed25519Verifier
 from cybermesh.protocol.consensus.sync import KEPT_EPOCH_PROOFS
-from cybermesh.protocol.consensus.wire import (
-    DEFAULT_WIRE_LIMITS,
-)
+from cybermesh.protocol.consensus.wire import DEFAULT_WIRE_LIMITS
 from cybermesh.protocol.crypto.signing import SigningKey
 from cybermesh.protocol.executor.params import ExecutorParameters
 from cybermesh.protocol.genesis import Genesis
