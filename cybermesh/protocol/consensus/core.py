@@ -84,6 +84,7 @@ from cybermesh.protocol.validator_set import ValidatorSet
 MAX_HEARTBEATS_PER_VIEW = 20
 
 LeaderFactory = Callable[[ValidatorSet], LeaderSchedule]
+DEFAULT_LEADER_WINDOW = 10
 PayloadCheck = Callable[[Block], bool]
 
 
@@ -96,7 +97,7 @@ class CoreConfig:
     pacemaker: PacemakerParameters = field(default_factory=PacemakerParameters)
     max_clock_skew_ms: int = 5000
     heartbeat_interval_ms: int = 500
-    leader_window: int = 10
+    leader_window: int = DEFAULT_LEADER_WINDOW
     future_view_window: int = 1000
     max_sync_blocks: int = 64
     committed_window: int = 256
@@ -158,12 +159,18 @@ class ConsensusCore:
         parent: CommittedView | None = None
         for block in blocks:
             if block.epoch == self.epoch.epoch and block.height <= self.committed.height:
-                follows_root = parent is None or parent.epoch != block.epoch \
-                    or parent.height == self.epoch.root_height
-                self.leaders.record_committed(
-                    None if follows_root or parent is None else parent.view, block.view,
-                    block.timestamp_ms, block.proposer)
+                self._teach_leaders(parent, block)
             parent = block
+
+    def _teach_leaders(self, parent: CommittedView | None, block: CommittedView) -> None:
+        """Tell the leader schedule that ``block`` committed on ``parent``. The views before an
+        epoch's first block blame nobody: validators start, or enter the epoch, at different
+        times (blaming them put two validators in the gate at every start, which switched it
+        off for the first window)."""
+        parent_view = None if parent is None or parent.epoch != block.epoch \
+            or parent.height == self.epoch.root_height else parent.view
+        self.leaders.record_committed(parent_view, block.view, block.timestamp_ms,
+                                      block.proposer)
 
     # ------------------------------------------------------------------ state per epoch
 
@@ -338,8 +345,8 @@ class ConsensusCore:
         self._advance(tc.view + 1, progress=False)
 
     def _advance(self, view: int, *, progress: bool) -> None:
-        if not self.pacemaker.enter(view, progress=progress,
-                                    expected_failure=self.leaders.suspect(self.view)):
+        expected = not progress and self.leaders.suspect(self.view)  # only a failure asks
+        if not self.pacemaker.enter(view, progress=progress, expected_failure=expected):
             return
         self._my_timeout = None
         self._idle = False
@@ -434,12 +441,7 @@ class ConsensusCore:
                 break
         parent = self.tree.committed
         for block in chain:
-            # The views before an epoch's first block blame nobody: validators start, or enter
-            # the epoch, at different times (blaming them put two validators in the gate at
-            # every start, which switched it off for the first window).
-            follows_root = parent.epoch != block.epoch or parent.block_id == self.epoch.root_id
-            self.leaders.record_committed(None if follows_root else parent.view, block.view,
-                                          block.timestamp_ms, block.proposer)
+            self._teach_leaders(parent, block)
             parent = block
         self._actions.append(CommitBlocks(
             blocks=tuple(CommittedBlock(b, c) for b, c in zip(chain, certificates, strict=True)),

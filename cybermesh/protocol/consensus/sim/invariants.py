@@ -15,9 +15,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from cybermesh.protocol.consensus.core import DEFAULT_LEADER_WINDOW
 from cybermesh.protocol.consensus.errors import CertificateError
 from cybermesh.protocol.consensus.events import CommitBlocks
 from cybermesh.protocol.consensus.evidence import verify_evidence
+from cybermesh.protocol.consensus.leader import history_depth
 from cybermesh.protocol.consensus.messages import Block, Evidence, QuorumCert, Vote
 from cybermesh.protocol.consensus.quorum import CertificateVerifier, EpochState
 from cybermesh.protocol.consensus.signatures import Domains, Verifier
@@ -43,7 +45,8 @@ class NodeLedger:
     # rebuild the leader schedule's memory of failed leaders).
     recent: list[Block] = field(default_factory=list)
 
-    def remember(self, blocks: list[Block], keep: int = 64) -> None:
+    def remember(self, blocks: list[Block],
+                 keep: int = history_depth(DEFAULT_LEADER_WINDOW)) -> None:
         self.recent.extend(blocks)
         del self.recent[:-keep]
 
