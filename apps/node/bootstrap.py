@@ -42,7 +42,7 @@ def genesis_block(genesis: Genesis) -> Block:
                  qc=QuorumCert(epoch=0, view=0, block_id=ZERO_HASH, height=0, signatures=()))
 
 
-def _epoch_root(epoch: int) -> tuple[Block, QuorumCert]:
+def epoch_root(epoch: int) -> tuple[Block, QuorumCert]:
     """The committed block an epoch grows from: genesis, or the reconfiguration block."""
     if epoch == 0:
         loaded = load_block(0)
@@ -86,7 +86,7 @@ def load_or_create_tip(genesis: Genesis, *, node_id: str) -> Tip:
         # The tip ends an epoch: the next epoch grows from it.
         root_block, root_height = block, block.height
     else:
-        root_block, _ = _epoch_root(validator_set.epoch)
+        root_block, _ = epoch_root(validator_set.epoch)
         root_height = root_block.height
     epoch = EpochState(validator_set.epoch, validator_set, root_block.block_id, root_height)
     return Tip(block=block, qc=qc, state_root=bytes(root), executor=executor, epoch=epoch)

@@ -32,10 +32,10 @@ from django.db import DatabaseError
 
 from apps.ledger.models import Block as BlockRow
 from apps.ledger.rows import load_block
+from apps.node.bootstrap import BootstrapError, epoch_root
 from apps.validators.models import Validator as ValidatorRow
 from cybermesh.protocol.crypto.signing import SigningKey
 from cybermesh.protocol.genesis import Genesis
-from cybermesh.protocol.validator_set import Validator
 
 _OBSERVER_ENTRY = re.compile(r"(?P<id>[^:\s]{1,64}):(?P<key>[0-9a-fA-F]{64})")
 
@@ -148,17 +148,11 @@ def departed_validators(epoch: int, current: Iterable[str], genesis: Genesis) ->
     the change it left by. Read from the ledger on start; the network keeps it up to date."""
     if epoch < 1:
         return {}
-    if epoch == 1:
-        previous: Iterable[Validator] = genesis.validator_set
-    else:
-        try:
-            row = BlockRow.objects.filter(epoch=epoch - 2, next_validators__isnull=False) \
-                .values_list("height", flat=True).first()
-            loaded = load_block(row) if row is not None else None
-        except DatabaseError:
-            return {}
-        if loaded is None or loaded[0].next_validators is None:
-            return {}
-        previous = loaded[0].next_validators
+    try:
+        # Epoch e-1's set: genesis's, or the one its root (reconfiguration) block installed.
+        previous = genesis.validator_set.validators if epoch == 1 else \
+            epoch_root(epoch - 1)[0].next_validators or ()
+    except (BootstrapError, DatabaseError):
+        return {}  # no readable ledger: no departures known, none trusted
     members = set(current)
     return {v.validator_id: v.public_key for v in previous if v.validator_id not in members}

@@ -12,18 +12,10 @@ from apps.evidence.models import Evidence
 from cybermesh.protocol.codec import encode
 from cybermesh.protocol.crypto.hashing import sha256
 from tests.api.conftest import ClientFor
+from tests.api.pages import walk
 from tests.ledger.chain import CommittedItem
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
-
-
-def walk(client: Any, url: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    while url:
-        page = client.get(url).json()
-        items += page["results"]
-        url = page["next"]
-    return items
 
 
 def iso(milliseconds: int) -> str:

@@ -16,6 +16,7 @@ from apps.console.models import Case, CaseAction, CaseNote, CaseStatusChange
 from apps.console.projection import do_sync_ledger
 from apps.mempool.models import MempoolTransaction
 from tests.api.conftest import ClientFor
+from tests.api.pages import walk
 from tests.console.chain import LiveChain
 from tests.console.conftest import console_key, mempool  # noqa: F401 - fixtures
 
@@ -191,15 +192,6 @@ def _cases(count: int) -> list[Case]:
             offender_value=f"192.0.2.{index % 4}", height=index, first_seen_at=at,
             created_at=at, updated_at=at, status_changed_at=at))
     return made
-
-
-def walk(client: Any, url: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    while url:
-        page = client.get(url).json()
-        items += page["results"]
-        url = page["next"]
-    return items
 
 
 def test_the_queue_pages_newest_first_and_filters_like_the_admin(

@@ -116,8 +116,6 @@ class PeerNetwork:
         self._server: asyncio.Server | None = None
         self._running = False
         self._configured_observers = dict(observers or {})
-        # Followers on block sync only: the configured observers and the departed validators.
-        self._observers = dict(self._configured_observers)
         self._own_certificate = self._certificate(validator_set)
         self._log = logger.bind(node_id=self._own_id)
         self._handshaker = Handshaker(
@@ -126,7 +124,8 @@ class PeerNetwork:
             max_pending=config.max_pending_handshakes,
             dial_source_host=config.dial_source_host, count_refused=self._count_refused,
             is_quarantined=self._scores.is_quarantined)
-        self._departed: dict[str, bytes] = {}
+        # Sets the trusted validator set, the departed validators and ``_observers``: every
+        # block-sync-only follower (the configured observers and the departed).
         self._adopt(validator_set, departed or {})
         for observer_id, public_key in self._configured_observers.items():
             if observer_id in validator_set or observer_id == self._own_id:
